@@ -1,0 +1,156 @@
+"""Pure checks of a merged config: each raises ``ConfigError`` naming the key; nothing is mutated."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, List
+
+from fvcore.common.config import CfgNode
+
+
+class ConfigError(ValueError):
+    """An invalid config key, value or combination of values."""
+
+
+def all_keys(cfg: CfgNode, prefix: str = "") -> List[str]:
+    """Every leaf key of ``cfg`` as a dotted name, e.g. ``TRAIN.BATCH_SIZE``."""
+    keys = []
+    for name, value in cfg.items():
+        full = f"{prefix}{name}"
+        if isinstance(value, CfgNode):
+            keys.extend(all_keys(value, full + "."))
+        else:
+            keys.append(full)
+    return keys
+
+
+def unknown_key_message(key: str, valid: Iterable[str], where: str = "") -> str:
+    """An error message for an unknown key, with the closest valid key when there is one."""
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    src = f" in {where}" if where else ""
+    return f"unknown config key {key}{src}{hint}"
+
+
+_CHOICES = {
+    "DEVICE": ("auto", "cpu", "cuda"),
+    "DIST_BACKEND": ("auto", "gloo", "nccl"),
+    "TRAIN.DATASET": ("kinetics", "ssv2"),
+    "TEST.DATASET": ("kinetics", "ssv2"),
+    "TEST.SPLIT": ("val", "test"),
+    "DATA.DECODING_BACKEND": ("pyav", "decord"),
+    "MODEL.ARCH": ("vit",),
+    "TIMESFORMER.ATTENTION_TYPE": ("divided_space_time", "joint_space_time", "space_only"),
+    "IARED.MODE": ("threshold", "keep_ratio"),
+    "IARED.EXECUTION": ("packed", "masked"),
+    "IARED.BASELINE": ("none", "mean", "greedy"),
+    "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
+    "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),
+    "TEST.ENSEMBLE_METHOD": ("mean_softmax", "sum_logits", "max"),
+    "TEST.PRECISION": ("fp32", "bf16", "fp16"),
+    "SYNTHETIC.FORMAT": ("kinetics", "ssv2"),
+    "BENCHMARK.TYPE": ("", "loader", "speed"),
+}
+
+
+def _get(cfg: CfgNode, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _require(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def validate_config(cfg: CfgNode) -> None:
+    """Raise ``ConfigError`` (naming the key) if ``cfg`` holds an invalid value or combination."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        _require(value in choices, key, f"{value!r} is not one of {list(choices)}")
+
+    _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", "must be >= 0")
+    _require(cfg.TRAIN.BATCH_SIZE > 0, "TRAIN.BATCH_SIZE", "must be > 0")
+    _require(cfg.TEST.BATCH_SIZE > 0, "TEST.BATCH_SIZE", "must be > 0")
+    _require(cfg.TRAIN.GRAD_ACCUM_STEPS >= 1, "TRAIN.GRAD_ACCUM_STEPS", "must be >= 1")
+    _require(
+        cfg.TRAIN.BATCH_SIZE % cfg.TRAIN.GRAD_ACCUM_STEPS == 0,
+        "TRAIN.GRAD_ACCUM_STEPS",
+        f"must divide TRAIN.BATCH_SIZE ({cfg.TRAIN.BATCH_SIZE})",
+    )
+    _require(cfg.DATA.NUM_FRAMES > 0, "DATA.NUM_FRAMES", "must be > 0")
+    _require(cfg.DATA.SAMPLING_RATE > 0, "DATA.SAMPLING_RATE", "must be > 0")
+    scales = list(cfg.DATA.TRAIN_JITTER_SCALES)
+    _require(
+        len(scales) == 2 and 0 < scales[0] <= scales[1],
+        "DATA.TRAIN_JITTER_SCALES",
+        f"must be [min, max] with 0 < min <= max, got {scales}",
+    )
+    _require(
+        cfg.DATA.TRAIN_CROP_SIZE <= scales[0],
+        "DATA.TRAIN_CROP_SIZE",
+        f"{cfg.DATA.TRAIN_CROP_SIZE} is larger than the smallest jitter scale {scales[0]}",
+    )
+    for key in ("DATA.MEAN", "DATA.STD"):
+        _require(len(_get(cfg, key)) == cfg.DATA.INPUT_CHANNEL_NUM[0], key, "needs one value per input channel")
+    _require(all(s > 0 for s in cfg.DATA.STD), "DATA.STD", "must be > 0")
+    _require(0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0, "DATA.MAX_BAD_FRACTION", "must be in [0, 1]")
+    _require(cfg.DATA.DECODE_TIMEOUT > 0, "DATA.DECODE_TIMEOUT", "must be > 0")
+    _require(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS", "must be >= 0")
+
+    ts = cfg.TIMESFORMER
+    _require(ts.EMBED_DIM % ts.NUM_HEADS == 0, "TIMESFORMER.NUM_HEADS", f"must divide TIMESFORMER.EMBED_DIM ({ts.EMBED_DIM})")
+    for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
+        _require(
+            _get(cfg, key) % ts.PATCH_SIZE == 0,
+            key,
+            f"{_get(cfg, key)} is not a multiple of TIMESFORMER.PATCH_SIZE ({ts.PATCH_SIZE})",
+        )
+    _require(cfg.MODEL.NUM_CLASSES > 0, "MODEL.NUM_CLASSES", "must be > 0")
+    _require(0.0 <= cfg.MODEL.DROPPATH_RATE < 1.0, "MODEL.DROPPATH_RATE", "must be in [0, 1)")
+
+    ia = cfg.IARED
+    if ia.ENABLE:
+        _require(len(ia.GROUPS) > 0 and all(g > 0 for g in ia.GROUPS), "IARED.GROUPS", "must be positive block counts")
+        _require(
+            sum(ia.GROUPS) == ts.DEPTH,
+            "IARED.GROUPS",
+            f"sums to {sum(ia.GROUPS)}, but TIMESFORMER.DEPTH is {ts.DEPTH}",
+        )
+        _require(
+            len(ia.KEEP_RATIO) == len(ia.GROUPS),
+            "IARED.KEEP_RATIO",
+            f"needs one ratio per group ({len(ia.GROUPS)}), got {len(ia.KEEP_RATIO)}",
+        )
+        _require(all(0.0 < r <= 1.0 for r in ia.KEEP_RATIO), "IARED.KEEP_RATIO", "ratios must be in (0, 1]")
+        _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
+        _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
+        _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
+
+    s = cfg.SOLVER
+    if s.LR_POLICY == "steps_with_relative_lrs":
+        _require(len(s.STEPS) == len(s.LRS), "SOLVER.STEPS", "needs as many entries as SOLVER.LRS")
+    _require(s.BASE_LR > 0, "SOLVER.BASE_LR", "must be > 0")
+    _require(s.MAX_EPOCH >= 0, "SOLVER.MAX_EPOCH", "must be >= 0")
+    _require(s.WARMUP_EPOCHS >= 0, "SOLVER.WARMUP_EPOCHS", "must be >= 0")
+
+    t = cfg.TEST
+    _require(t.NUM_ENSEMBLE_VIEWS >= 1, "TEST.NUM_ENSEMBLE_VIEWS", "must be >= 1")
+    _require(t.NUM_SPATIAL_CROPS >= 1, "TEST.NUM_SPATIAL_CROPS", "must be >= 1")
+    _require(t.VIEWS_PER_CHUNK >= 1, "TEST.VIEWS_PER_CHUNK", "must be >= 1")
+    _require(cfg.PREDICT.TOP_K >= 1, "PREDICT.TOP_K", "must be >= 1")
+    if cfg.PREDICT.ENABLE:
+        _require(bool(cfg.PREDICT.INPUT), "PREDICT.INPUT", "is required when PREDICT.ENABLE is True")
+
+    syn = cfg.SYNTHETIC
+    if syn.ENABLE:
+        _require(bool(cfg.DATA.PATH_TO_DATA_DIR), "DATA.PATH_TO_DATA_DIR", "is required when SYNTHETIC.ENABLE is True")
+        _require(
+            syn.NUM_CLASSES == cfg.MODEL.NUM_CLASSES,
+            "MODEL.NUM_CLASSES",
+            f"must equal SYNTHETIC.NUM_CLASSES ({syn.NUM_CLASSES}) on the synthetic benchmark",
+        )
+        _require(len(syn.VIDEOS_PER_CLASS) == 3, "SYNTHETIC.VIDEOS_PER_CLASS", "needs [train, val, test] counts")
+        _require(len(syn.SIZE) == 2, "SYNTHETIC.SIZE", "needs [height, width]")
+    _require(cfg.BENCHMARK.NUM_ITERS >= 1, "BENCHMARK.NUM_ITERS", "must be >= 1")
