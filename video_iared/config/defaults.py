@@ -38,6 +38,7 @@ _C.DATA.PATH_PREFIX = ""  # prefix joined to every video path of the list files
 _C.DATA.PATH_LABEL_SEPARATOR = " "  # separator between path and label in the list files
 _C.DATA.NUM_FRAMES = 8  # frames per clip
 _C.DATA.SAMPLING_RATE = 32  # frame stride of dense sampling (Kinetics)
+_C.DATA.TARGET_FPS = 0.0  # dense sampling: clip span scaled by video fps / TARGET_FPS (PySlowFast: 30); 0 = SAMPLING_RATE in file frames
 _C.DATA.TRAIN_JITTER_SCALES = [256, 320]  # range of the random short-side scale in training
 _C.DATA.TRAIN_CROP_SIZE = 224  # square crop size in training
 _C.DATA.TEST_CROP_SIZE = 224  # square crop size (and short-side scale) in testing
@@ -99,6 +100,7 @@ _C.IARED.BASELINE = "mean"  # REINFORCE baseline: "none" | "mean" (batch mean) |
 _C.IARED.CURRICULUM_EPOCHS = 2  # epochs per curriculum step (one step per group)
 _C.IARED.FINETUNE_EPOCHS = 0  # epochs of backbone finetuning with the interpreters fixed
 _C.IARED.BASE_LR = 1e-3  # learning rate of the interpreters during the curriculum
+_C.IARED.FINETUNE_LR = 1e-4  # learning rate of the backbone finetuning (cosine to 0 over IARED.FINETUNE_EPOCHS)
 _C.IARED.DENSE_CHECKPOINT = ""  # the trained dense model the curriculum starts from ("" = train it first)
 
 # ----------------------------------------------------------------------------- SOLVER

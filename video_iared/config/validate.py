@@ -81,6 +81,7 @@ def validate_config(cfg: CfgNode) -> None:
     )
     _require(cfg.DATA.NUM_FRAMES > 0, "DATA.NUM_FRAMES", "must be > 0")
     _require(cfg.DATA.SAMPLING_RATE > 0, "DATA.SAMPLING_RATE", "must be > 0")
+    _require(cfg.DATA.TARGET_FPS >= 0, "DATA.TARGET_FPS", "must be >= 0 (0 disables fps scaling)")
     scales = list(cfg.DATA.TRAIN_JITTER_SCALES)
     _require(
         len(scales) == 2 and 0 < scales[0] <= scales[1],

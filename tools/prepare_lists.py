@@ -1,0 +1,46 @@
+#!/usr/bin/env python
+"""Build list files from the official annotations.
+
+    python tools/prepare_lists.py k400 --annotations DIR --videos DIR [--out data_lists/k400]
+    python tools/prepare_lists.py ssv2 --annotations DIR --videos DIR [--out data_lists/ssv2]
+
+k400: DIR holds the official train.csv / validate.csv / test.csv (label,youtube_id,time_start,time_end,split);
+videos are found by name (<youtube_id>_<start:06d>_<end:06d>.mp4) anywhere below --videos. ssv2: DIR holds
+something-something-v2-{labels,train,validation[,test]}.json; videos are <id>.webm in --videos. Rows whose
+video is missing are left out and listed in missing_<split>.txt. Set DATA.PATH_PREFIX to --videos.
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=["k400", "ssv2"])
+    p.add_argument("--annotations", required=True, help="folder of the official annotation files")
+    p.add_argument("--videos", required=True, help="folder of the videos (DATA.PATH_PREFIX)")
+    p.add_argument("--out", default=None, help="output folder (default data_lists/<dataset>)")
+    p.add_argument("--ext", default=".mp4", help="k400 video extension")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    from video_iared.data.annotations import AnnotationError
+    from video_iared.data.prepare import format_report, prepare_kinetics_lists, prepare_ssv2_lists
+
+    out = args.out or os.path.join("data_lists", args.dataset)
+    try:
+        if args.dataset == "k400":
+            report = prepare_kinetics_lists(args.annotations, args.videos, out, ext=args.ext)
+        else:
+            report = prepare_ssv2_lists(args.annotations, args.videos, out)
+    except AnnotationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Config -> datasets: the only place in ``video_iared.data`` that reads a CfgNode (besides loader.py)."""
+from __future__ import annotations
+
+import functools
+import logging
+from types import ModuleType
+from typing import List, Optional, Tuple
+
+from fvcore.common.config import CfgNode
+
+from . import kinetics, ssv2
+from .annotations import VideoRecord, check_files_exist
+from .multiview import MultiViewDataset
+from .readers import build_reader
+from .sampling import ClipSampler
+from .transforms import TestTransform, TrainTransform
+from .video_dataset import VideoClipDataset
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+ADAPTERS = {"kinetics": kinetics, "ssv2": ssv2}
+
+
+def dataset_name(cfg: CfgNode, split: str) -> str:
+    """PySlowFast's rule: train and val use TRAIN.DATASET, test uses TEST.DATASET."""
+    return cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
+
+
+def load_records(
+    cfg: CfgNode, split: str, check_files: Optional[bool] = None
+) -> Tuple[List[VideoRecord], Optional[List[str]], ModuleType]:
+    """The split's videos, class names and dataset adapter; missing files checked when ``check_files``
+    (default DATA.CHECK_FILES)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    name = dataset_name(cfg, split)
+    adapter = ADAPTERS[name]
+    d = cfg.DATA
+    if name == "ssv2":
+        records, names = ssv2.ssv2_records(d.PATH_TO_DATA_DIR, split, d.PATH_PREFIX, cfg.MODEL.NUM_CLASSES)
+    else:
+        records, names = kinetics.kinetics_records(
+            d.PATH_TO_DATA_DIR, split, d.PATH_PREFIX, d.PATH_LABEL_SEPARATOR, cfg.MODEL.NUM_CLASSES
+        )
+    if d.CHECK_FILES if check_files is None else check_files:
+        check_files_exist(records)
+    logger.info("%s %s: %d videos (%s)", name, split, len(records), d.PATH_TO_DATA_DIR)
+    return records, names, adapter
+
+
+def reader_fn(cfg: CfgNode) -> functools.partial:
+    """A picklable ``path -> VideoReader`` for the configured backend (one decoder thread per worker)."""
+    return functools.partial(build_reader, backend=cfg.DATA.DECODING_BACKEND, threads=1)
+
+
+def build_sampler(cfg: CfgNode, adapter: ModuleType) -> ClipSampler:
+    d = cfg.DATA
+    return ClipSampler(adapter.SAMPLING, d.NUM_FRAMES, d.SAMPLING_RATE, d.TARGET_FPS)
+
+
+def build_dataset(cfg: CfgNode, split: str) -> VideoClipDataset:
+    """The clip dataset of ``split``: random clips with jitter / crop / flip for "train"; for "val" and
+    "test" the centre clip and centre crop at TEST_CROP_SIZE (deterministic, unlike PySlowFast's val)."""
+    records, names, adapter = load_records(cfg, split)
+    d = cfg.DATA
+    train = split == "train"
+    if train:
+        flip = bool(d.RANDOM_FLIP and adapter.ALLOW_FLIP)
+        transform = TrainTransform(tuple(d.TRAIN_JITTER_SCALES), d.TRAIN_CROP_SIZE, flip, d.MEAN, d.STD)
+    else:
+        transform = TestTransform(d.TEST_CROP_SIZE, 1, d.MEAN, d.STD)
+    return VideoClipDataset(
+        records, reader_fn(cfg), build_sampler(cfg, adapter), transform, train,
+        max_bad_fraction=d.MAX_BAD_FRACTION, decode_timeout=d.DECODE_TIMEOUT, class_names=names,
+    )
+
+
+def build_multiview_dataset(cfg: CfgNode, split: str) -> MultiViewDataset:
+    """One item per video of ``split`` with all TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views."""
+    records, names, adapter = load_records(cfg, split)
+    d, t = cfg.DATA, cfg.TEST
+    return MultiViewDataset(
+        records, reader_fn(cfg), build_sampler(cfg, adapter),
+        TestTransform(d.TEST_CROP_SIZE, t.NUM_SPATIAL_CROPS, d.MEAN, d.STD),
+        t.NUM_ENSEMBLE_VIEWS, decode_timeout=d.DECODE_TIMEOUT, class_names=names,
+    )
