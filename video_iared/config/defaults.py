@@ -149,6 +149,16 @@ _C.BENCHMARK.NUM_ITERS = 20  # measured iterations
 _C.BENCHMARK.WARMUP_ITERS = 3  # iterations run before measuring
 
 
+# ----------------------------------------------------------------------------- INTERP
+_C.INTERP = CfgNode()
+_C.INTERP.METHODS = ["interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random"]  # token maps compared by tools/eval_interpretability.py
+_C.INTERP.FG_FRACTION = 0.5  # a patch counts as foreground when at least this fraction of its pixels is
+_C.INTERP.TOPK = 0.1  # fraction of the tokens (highest scores) whose IoU with the foreground is reported
+_C.INTERP.CURVE_STEPS = 10  # deletion/insertion curves at 0, 1/STEPS, ..., 1 of the tokens (0 = no curves)
+_C.INTERP.CURVE_VIEWS = 1  # deletion/insertion curves on the first n views of each video (they cost forwards)
+_C.INTERP.MAX_VIDEOS = 0  # evaluate the first n videos of TEST.SPLIT (0 = all)
+_C.INTERP.TARGET = "pred"  # class explained by the gradient methods: "pred" (dense prediction) | "label"
+
 def get_defaults() -> CfgNode:
     """A fresh, mutable copy of the defaults."""
     return _C.clone()

@@ -49,6 +49,7 @@ _CHOICES = {
     "TEST.PRECISION": ("fp32", "bf16", "fp16"),
     "SYNTHETIC.FORMAT": ("kinetics", "ssv2"),
     "BENCHMARK.TYPE": ("", "loader", "speed"),
+    "INTERP.TARGET": ("pred", "label"),
 }
 
 
@@ -155,3 +156,11 @@ def validate_config(cfg: CfgNode) -> None:
         _require(len(syn.VIDEOS_PER_CLASS) == 3, "SYNTHETIC.VIDEOS_PER_CLASS", "needs [train, val, test] counts")
         _require(len(syn.SIZE) == 2, "SYNTHETIC.SIZE", "needs [height, width]")
     _require(cfg.BENCHMARK.NUM_ITERS >= 1, "BENCHMARK.NUM_ITERS", "must be >= 1")
+    it = cfg.INTERP
+    _require(0.0 < it.FG_FRACTION <= 1.0, "INTERP.FG_FRACTION", "must be in (0, 1]")
+    _require(0.0 < it.TOPK <= 1.0, "INTERP.TOPK", "must be in (0, 1]")
+    _require(it.CURVE_STEPS >= 0 and it.CURVE_VIEWS >= 0 and it.MAX_VIDEOS >= 0, "INTERP.CURVE_STEPS",
+             "INTERP.CURVE_STEPS, CURVE_VIEWS and MAX_VIDEOS must be >= 0")
+    from video_iared.analysis.explain import METHODS as _INTERP_METHODS
+    _require(len(it.METHODS) > 0 and all(m in _INTERP_METHODS for m in it.METHODS), "INTERP.METHODS",
+             f"must be a non-empty list of {list(_INTERP_METHODS)}")

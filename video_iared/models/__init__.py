@@ -1,0 +1,23 @@
+"""TimeSformer built from timm's bricks, with the official checkpoints' parameter names."""
+from .attention import Attention
+from .block import ATTENTION_TYPES, Block
+from .build import build_model, timesformer_kwargs
+from .embeddings import pos_embed_for_grid, resize_pos_embed, resize_time_embed, time_embed_for_frames
+from .patch_embed import PatchEmbed
+from .timesformer import TimeSformer
+from .token_grid import TokenGrid
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "Attention",
+    "Block",
+    "PatchEmbed",
+    "TimeSformer",
+    "TokenGrid",
+    "build_model",
+    "pos_embed_for_grid",
+    "resize_pos_embed",
+    "resize_time_embed",
+    "time_embed_for_frames",
+    "timesformer_kwargs",
+]

@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Write a clean weights-only checkpoint from an official TimeSformer .pyth, one of ours, or timm weights.
+
+    python tools/convert_checkpoint.py SOURCE OUT[.pyth|.safetensors] [--cfg FILE [KEY VALUE ...]]
+
+With --cfg the weights are loaded (strictly, resized / inflated) into the model the config builds, and that
+model's weights are written; the load report is printed. timm image weights need --cfg.
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="checkpoint file or cached timm model name")
+    p.add_argument("out", help="output file (.pyth or .safetensors)")
+    p.add_argument("--cfg", nargs="+", default=[], metavar=("FILE", "KEY VALUE"),
+                   help="config of the model to load the weights into, then KEY VALUE overrides")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from video_iared.checkpoint import CheckpointError, convert_checkpoint
+
+    model = None
+    if args.cfg:
+        from video_iared.config import load_config
+        from video_iared.models import build_model
+
+        cfg = load_config(args.cfg[0], args.cfg[1:])
+        cfg.defrost()
+        cfg.TIMESFORMER.PRETRAINED_MODEL = ""  # load only `source`
+        model = build_model(cfg)
+    try:
+        convert_checkpoint(args.source, args.out, model)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Parameters and fvcore GFLOPs (GMACs: 1 multiply-add = 1 flop) per view and for all test views.
+
+    python tools/flops.py --cfg FILE [KEY VALUE ...]
+
+Ends with one machine-readable line: params_m=<float> gflops_per_view=<float> views=<int> gflops_total=<float>
+"""
+import argparse
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", dest="cfg_file", required=True, help="path to a YAML config")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+
+    from video_iared.analysis.flops import format_flops_line, report_flops
+    from video_iared.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.cfg_file, args.opts)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    print(format_flops_line(report_flops(cfg)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

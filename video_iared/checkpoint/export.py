@@ -1,0 +1,57 @@
+"""Writing clean weights-only checkpoints (``tools/convert_checkpoint.py``)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from .convert import detect_format, read_source
+from .io import CheckpointError, unwrap
+from .load import LoadReport, load_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional[Dict[str, Any]] = None) -> str:
+    """Write weights only: ``.safetensors`` (arch in the metadata) or a ``.pyth`` {"model_state", "arch"}.
+
+    The written file loads with ``load_checkpoint`` as format "ours" (``torch.load(weights_only=True)``-safe).
+    """
+    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import save_file
+
+        meta = {"format": "video_iared"}
+        if arch:
+            meta["arch"] = json.dumps(arch)
+        save_file(sd, path, metadata=meta)
+    else:
+        torch.save({"model_state": sd, "arch": dict(arch) if arch else None}, path)
+    return path
+
+
+def convert_checkpoint(source: str, out: str, model: Optional[nn.Module] = None) -> Optional[LoadReport]:
+    """Convert ``source`` (official .pyth, ours, timm image weights) into a clean weights file at ``out``.
+
+    With ``model`` the weights are first loaded into it (strict, with resizing / inflation to the model's
+    size and the report, returned) and the model's weights are written. Without a model, official and our
+    checkpoints are written as they are (prefix stripped, optimizer and config dropped); timm image weights
+    need a model to be inflated into.
+    """
+    if model is not None:
+        report = load_checkpoint(source, model)
+        target = unwrap(model)
+        write_weights(out, target.state_dict(), target.arch() if hasattr(target, "arch") else None)
+        return report
+    obj, file = read_source(source)
+    sd, fmt, arch = detect_format(obj, file)
+    if fmt == "timm":
+        raise CheckpointError(f"{file}: image weights must be inflated into a model; pass --cfg")
+    write_weights(out, sd, arch)
+    logger.info("wrote %d tensors from %s (%s) to %s", len(sd), file, fmt, out)
+    return None

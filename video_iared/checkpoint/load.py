@@ -1,0 +1,169 @@
+"""``load_checkpoint(path, model)``: strict weight loading from any supported format, with a report."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .convert import StateDict, detect_format, inflate_image_state_dict, read_source
+from .io import ARCH_KEYS, CheckpointError, unwrap
+
+logger = logging.getLogger(__name__)
+
+Shape = Tuple[int, ...]
+
+
+@dataclass
+class LoadReport:
+    """What ``load_checkpoint`` did: every model key is in exactly one of loaded / kept_at_init / missing.
+
+    - loaded: model keys filled from the checkpoint (including resized and inflated ones);
+    - resized: key -> (checkpoint shape, model shape) for embeddings resized to the model's grid;
+    - inflated: keys created from image weights (temporal_attn/temporal_norm1 copies, zero time_embed);
+    - kept_at_init: key -> reason, model keys the report expects to stay at their initialisation
+      (head on a class-count change, temporal_fc on inflation, interpreters.* from a dense checkpoint);
+    - dropped: key -> reason, checkpoint keys deliberately not loaded (a head of another class count);
+    - missing / unexpected: anything else (non-empty only when strict=False).
+    """
+
+    source: str
+    format: str
+    loaded: List[str] = field(default_factory=list)
+    resized: Dict[str, Tuple[Shape, Shape]] = field(default_factory=dict)
+    inflated: List[str] = field(default_factory=list)
+    kept_at_init: Dict[str, str] = field(default_factory=dict)
+    dropped: Dict[str, str] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors from {self.source} (format: {self.format})"]
+        for k, (old, new) in self.resized.items():
+            lines.append(f"  resized {k}: {list(old)} -> {list(new)}")
+        if self.inflated:
+            lines.append(f"  inflated from image weights ({len(self.inflated)}): {_short(self.inflated)}")
+        for k, why in self.dropped.items():
+            lines.append(f"  dropped {k}: {why}")
+        if self.kept_at_init:
+            reasons: Dict[str, List[str]] = {}
+            for k, why in self.kept_at_init.items():
+                reasons.setdefault(why, []).append(k)
+            for why, keys in reasons.items():
+                lines.append(f"  kept at init ({why}): {_short(keys)}")
+        lines.append(f"  missing: {_short(self.missing) if self.missing else 'none'}")
+        lines.append(f"  unexpected: {_short(self.unexpected) if self.unexpected else 'none'}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _short(keys: List[str], n: int = 12) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def _check_arch(saved: Optional[dict], model: nn.Module, path: str) -> None:
+    """Ours: refuse a checkpoint of another architecture (a class-count change is allowed: head dropped)."""
+    if not saved or not hasattr(model, "arch"):
+        return
+    expected = model.arch()
+    diff = [f"{k}: checkpoint {saved[k]!r} vs model {expected[k]!r}" for k in ARCH_KEYS
+            if k != "num_classes" and k in saved and k in expected and saved[k] != expected[k]]
+    if diff:
+        raise CheckpointError(f"{path}: checkpoint is for another architecture ({'; '.join(diff)})")
+
+
+def _grid_hw(model: nn.Module) -> Optional[Tuple[int, int]]:
+    pe = getattr(model, "patch_embed", None)
+    return tuple(pe.grid_size) if pe is not None and hasattr(pe, "grid_size") else None
+
+
+def _fit_tensor(key: str, value: torch.Tensor, target: torch.Tensor, model: nn.Module, path: str) -> Optional[torch.Tensor]:
+    """``value`` reshaped to ``target``'s shape when ``key`` is a resizable embedding, None for a head of
+    another class count; raises for any other mis-shaped tensor."""
+    from video_iared.models.embeddings import resize_pos_embed, resize_time_embed
+
+    if key == "pos_embed" and value.dim() == 3 and value.shape[-1] == target.shape[-1] and _grid_hw(model):
+        return resize_pos_embed(value, _grid_hw(model)).to(target.dtype)
+    if key == "time_embed" and value.dim() == 3 and value.shape[-1] == target.shape[-1]:
+        return resize_time_embed(value, target.shape[1]).to(target.dtype)
+    if key in ("head.weight", "head.bias") and value.shape[1:] == target.shape[1:]:
+        return None
+    raise CheckpointError(
+        f"{path}: {key} has shape {list(value.shape)} in the checkpoint but {list(target.shape)} in the model"
+    )
+
+
+def load_state_dict_checked(
+    sd: StateDict, model: nn.Module, fmt: str, source: str = "<state dict>", strict: bool = True
+) -> LoadReport:
+    """Map ``sd`` (TimeSformer names) onto ``model`` with resizing, inflation and the strict key check."""
+    target = unwrap(model)
+    model_sd = target.state_dict()
+    report = LoadReport(source=source, format=fmt)
+
+    if fmt == "timm":
+        has_temporal = any(".temporal_attn." in k for k in model_sd)
+        num_frames = model_sd["time_embed"].shape[1] if "time_embed" in model_sd else 1
+        sd, report.inflated = inflate_image_state_dict(sd, has_temporal, num_frames, "time_embed" in model_sd)
+
+    new_sd: StateDict = {}
+    for key, value in sd.items():
+        if key not in model_sd:
+            report.unexpected.append(key)
+            continue
+        target_t = model_sd[key]
+        if value.shape != target_t.shape:
+            fitted = _fit_tensor(key, value, target_t, target, source)
+            if fitted is None:
+                report.dropped[key] = f"class count {value.shape[0]} in the checkpoint, {target_t.shape[0]} in the model"
+                continue
+            report.resized[key] = (tuple(value.shape), tuple(target_t.shape))
+            value = fitted
+        new_sd[key] = value
+        report.loaded.append(key)
+
+    ckpt_has_interpreters = any(k.startswith("interpreters.") for k in sd)
+    for key in model_sd:
+        if key in new_sd:
+            continue
+        if key.startswith("head.") and (f"{key}" in report.dropped or fmt == "timm"):
+            report.kept_at_init[key] = "new classifier head (class count changed or image head)"
+        elif fmt == "timm" and ".temporal_fc." in key:
+            report.kept_at_init[key] = "temporal_fc, not in image weights (reference init)"
+        elif key.startswith("interpreters.") and not ckpt_has_interpreters:
+            report.kept_at_init[key] = "IA-RED² interpreters, not in a dense checkpoint"
+        else:
+            report.missing.append(key)
+
+    if strict and (report.missing or report.unexpected):
+        parts = []
+        if report.missing:
+            parts.append(f"missing keys: {_short(report.missing, 30)}")
+        if report.unexpected:
+            parts.append(f"unexpected keys: {_short(report.unexpected, 30)}")
+        raise CheckpointError(f"{source} ({fmt}) does not fit the model: " + "; ".join(parts))
+
+    result = target.load_state_dict(new_sd, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys  # filtered above
+    return report
+
+
+def load_checkpoint(path: str, model: nn.Module, strict: bool = True, log: Optional[logging.Logger] = None) -> LoadReport:
+    """Load weights into ``model`` from an official TimeSformer .pyth, one of ours, or timm image weights.
+
+    ``path``: a file (.pyth / .pth / .pt / .bin / .safetensors) or a timm model name cached locally.
+    Strict by default: a key missing or unexpected that the report does not expect raises
+    ``CheckpointError`` naming the keys; a mis-shaped tensor (other than a resizable embedding or a head of
+    another class count) always raises naming the key. The report is logged and returned.
+    """
+    obj, file = read_source(path)
+    sd, fmt, arch = detect_format(obj, file)
+    if fmt == "ours":
+        _check_arch(arch, unwrap(model), file)
+    report = load_state_dict_checked(sd, model, fmt, source=file, strict=strict)
+    (log or logger).info("checkpoint report:\n%s", report.summary())
+    return report
