@@ -1,0 +1,256 @@
+"""Writing the synthetic benchmark to disk: encoded videos, foreground masks, list / label files, meta.json.
+
+Layouts (``fmt``):
+
+- ``kinetics``: ``DIR/videos/<split>_<class>_<k>.mp4`` (H.264), ``DIR/{train,val,test}.csv`` with one
+  ``videos/<name>.mp4 <label>`` per line (paths relative to DIR, the configs' ``DATA.PATH_PREFIX``),
+  ``DIR/classes.json`` (class names, index = label).
+- ``ssv2``: ``DIR/videos/<id>.webm`` (VP9) with integer ids, ``DIR/something-something-v2-labels.json``
+  (template text without brackets -> string id, as the official file), ``DIR/something-something-v2-
+  {train,validation,test}.json`` (lists of ``{"id", "label", "template", "placeholders"}``). The official
+  test json has no labels; ours is a labelled third split in the validation format, so it can be scored.
+  ``DIR/classes.json`` holds the templates (with ``[something]``).
+
+Both: ``DIR/masks/<video stem>.npy`` (bool (T, H, W), True on the foreground object) and ``DIR/meta.json``
+(the generator settings and a summary). A dataset is built in ``DIR.partial-<pid>`` and renamed into place
+at the end, with meta.json written last, so an existing DIR is always complete; a killed run leaves only a
+partial folder, which the next run removes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from video_iared.utils.video_io import write_video
+
+from .classes import MOTION_CLASSES, get_classes, hflip_label, slug
+from .scenes import render_video
+
+logger = logging.getLogger(__name__)
+
+GENERATOR = "video_iared.synthetic"
+VERSION = 4  # bump whenever the drawing changes, so that existing datasets are regenerated
+SPLITS = ("train", "val", "test")
+SSV2_FILES = {"train": "something-something-v2-train.json", "val": "something-something-v2-validation.json",
+              "test": "something-something-v2-test.json"}
+SSV2_LABELS = "something-something-v2-labels.json"
+MAX_PER_CLASS = 10_000  # SSv2 ids are (split + 1) * 1e6 + label * 1e4 + k
+
+
+def settings_dict(num_classes: int, videos_per_class: Sequence[int], num_frames: int, size: Sequence[int],
+                  fps: int, seed: int, fmt: str) -> Dict:
+    """The settings that decide a dataset's content; meta.json stores them to tell whether DIR is up to date."""
+    return {"generator": GENERATOR, "version": VERSION, "num_classes": int(num_classes),
+            "videos_per_class": [int(v) for v in videos_per_class], "num_frames": int(num_frames),
+            "size": [int(s) for s in size], "fps": int(fps), "seed": int(seed), "format": str(fmt)}
+
+
+def _check_settings(s: Dict) -> None:
+    get_classes(s["num_classes"])  # raises on a bad count
+    vpc = s["videos_per_class"]
+    if len(vpc) != 3 or any(v < 0 or v >= MAX_PER_CLASS for v in vpc) or vpc[0] < 1:
+        raise ValueError(f"synthetic benchmark: videos_per_class must be [train, val, test] counts in "
+                         f"[0, {MAX_PER_CLASS}) with train >= 1, got {vpc}")
+    if s["num_frames"] < 2:
+        raise ValueError(f"synthetic benchmark: num_frames must be >= 2, got {s['num_frames']}")
+    h, w = s["size"] if len(s["size"]) == 2 else (0, 0)
+    if len(s["size"]) != 2 or h < 16 or w < 16 or h % 2 or w % 2:
+        raise ValueError(f"synthetic benchmark: size must be [height, width], even and >= 16, got {s['size']}")
+    if s["fps"] < 1:
+        raise ValueError(f"synthetic benchmark: fps must be >= 1, got {s['fps']}")
+    if s["format"] not in ("kinetics", "ssv2"):
+        raise ValueError(f"synthetic benchmark: format must be 'kinetics' or 'ssv2', got {s['format']!r}")
+
+
+def video_stem(fmt: str, split: str, label: int, k: int) -> str:
+    """File stem of video ``k`` of class ``label`` in ``split``: ``train_moving_left_0003`` or ``1000003``."""
+    if fmt == "ssv2":
+        return str((SPLITS.index(split) + 1) * 1_000_000 + label * MAX_PER_CLASS + k)
+    return f"{split}_{slug(MOTION_CLASSES[label].name)}_{k:04d}"
+
+
+def _make_one(job: Tuple) -> Dict:
+    """Render, encode and save one video and its mask (runs in a pool worker)."""
+    root, stem, ext, entropy, label, num_frames, h, w, fps = job
+    frames, mask, info = render_video(entropy, MOTION_CLASSES[label].motion, num_frames, h, w)
+    path = os.path.join(root, "videos", stem + ext)
+    write_video(path, frames, fps=fps)
+    np.save(os.path.join(root, "masks", stem + ".npy"), mask)
+    cov = info["coverage"]
+    return {"stem": stem, "label": label, "object": info["object"], "bytes": os.path.getsize(path),
+            "cov_mean": float(cov.mean()), "cov_min": float(cov.min()), "cov_max": float(cov.max()),
+            "frames_in_5_20": int(((cov >= 0.05) & (cov <= 0.20)).sum()), "frames": len(cov)}
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+
+
+def _write_lists(root: str, fmt: str, names: List[str], records: Dict[str, List[Dict]]) -> None:
+    templates = [c.template for c in get_classes(len(names))]
+    _write_json(os.path.join(root, "classes.json"), templates if fmt == "ssv2" else names)
+    if fmt == "kinetics":
+        for split, recs in records.items():
+            with open(os.path.join(root, f"{split}.csv"), "w") as f:
+                f.writelines(f"videos/{r['stem']}.mp4 {r['label']}\n" for r in recs)
+        return
+    _write_json(os.path.join(root, SSV2_LABELS), {t.replace("[something]", "something"): str(i)
+                                                   for i, t in enumerate(templates)})
+    for split, recs in records.items():
+        entries = []
+        for r in recs:
+            text = templates[r["label"]].replace("[something]", r["object"])
+            entries.append({"id": r["stem"], "label": text[0].lower() + text[1:],
+                            "template": templates[r["label"]], "placeholders": [r["object"]]})
+        _write_json(os.path.join(root, SSV2_FILES[split]), entries)
+
+
+def read_meta(data_dir: str) -> Dict:
+    """``DIR/meta.json`` as a dict, or {} when it is missing or unreadable."""
+    try:
+        with open(os.path.join(data_dir, "meta.json")) as f:
+            meta = json.load(f)
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove_stale_partials(out_dir: str) -> None:
+    parent, base = os.path.split(out_dir)
+    for name in os.listdir(parent):
+        if not name.startswith(base + ".partial-") and not name.startswith(base + ".old-"):
+            continue
+        pid = name.rsplit("-", 1)[-1]
+        alive = False
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+                alive = int(pid) != os.getpid()
+            except OSError:
+                pass
+        if not alive:
+            logger.info("removing leftover %s", os.path.join(parent, name))
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def generate_synthetic(
+    out_dir: str,
+    num_classes: int = 8,
+    videos_per_class: Sequence[int] = (24, 6, 10),
+    num_frames: int = 32,
+    size: Sequence[int] = (64, 64),
+    fps: int = 16,
+    seed: int = 0,
+    fmt: str = "kinetics",
+    workers: int = 1,
+) -> Dict:
+    """Generate the benchmark into ``out_dir`` (replacing an earlier synthetic dataset there) and return a summary.
+
+    Video ``k`` of class ``label`` in split ``s`` depends only on ``(seed, s, label, k)`` and the frame
+    settings, so asking for more videos or classes keeps the existing ones. ``size`` is (height, width).
+    The summary holds ``out_dir``, ``format``, ``videos`` (per split), ``class_names``, ``bytes``
+    (videos + masks + lists on disk), ``video_bytes``, ``seconds``, ``hflip_labels`` (label of each class's
+    mirror image, None if not in use) and ``coverage`` (foreground fraction of the frame: ``video_mean``
+    average, ``frame_min`` / ``frame_max`` over all frames, ``frames_in_5_20`` fraction of frames in range).
+    Raises ValueError for bad settings or when ``out_dir`` holds something that is not a synthetic dataset.
+    """
+    settings = settings_dict(num_classes, videos_per_class, num_frames, size, fps, seed, fmt)
+    _check_settings(settings)
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and read_meta(out_dir).get("generator") != GENERATOR:
+        raise ValueError(f"{out_dir} exists and is not a synthetic dataset (no meta.json written by {GENERATOR}); "
+                         f"remove it or generate elsewhere")
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    _remove_stale_partials(out_dir)
+    start = time.time()
+    tmp = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "videos"))
+    os.makedirs(os.path.join(tmp, "masks"))
+
+    h, w = settings["size"]
+    ext = ".webm" if fmt == "ssv2" else ".mp4"
+    jobs = []
+    for s_idx, split in enumerate(SPLITS):
+        # Interleave classes so that any prefix of a list covers every class.
+        for k in range(settings["videos_per_class"][s_idx]):
+            for label in range(num_classes):
+                jobs.append((tmp, video_stem(fmt, split, label, k), ext, (seed, s_idx, label, k), label,
+                             num_frames, h, w, fps))
+    logger.info("generating %d synthetic videos (%s, %d classes, %d frames of %dx%d) into %s with %d worker(s)",
+                len(jobs), fmt, num_classes, num_frames, h, w, out_dir, workers)
+    # With decord imported first, its bundled FFmpeg libraries shadow PyAV's and VP9 encoding fails
+    # ("avcodec_open2(libvpx-vp9) returned 22"): encode in fresh (spawned) processes then. Otherwise fork:
+    # the workers use only numpy and PyAV, and fork needs no `if __name__ == "__main__"` guard in scripts.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if fmt == "ssv2" and "decord" in sys.modules:
+        logger.info("decord is loaded in this process: encoding VP9 in spawned worker processes")
+        method, workers = "spawn", max(workers, 1)
+        use_pool = True
+    else:
+        use_pool = workers > 1
+    if use_pool:
+        with multiprocessing.get_context(method).Pool(workers) as pool:
+            results = pool.map(_make_one, jobs, chunksize=4)
+    else:
+        results = [_make_one(j) for j in jobs]
+
+    records: Dict[str, List[Dict]] = {split: [] for split in SPLITS}
+    for job, rec in zip(jobs, results):
+        records[SPLITS[job[3][1]]].append(rec)
+    names = [c.name for c in get_classes(num_classes)]
+    _write_lists(tmp, fmt, names, records)
+    summary = {
+        "format": fmt,
+        "videos": {split: len(recs) for split, recs in records.items()},
+        "class_names": names,
+        "hflip_labels": [hflip_label(i, num_classes) for i in range(num_classes)],
+        "coverage": {
+            "video_mean": float(np.mean([r["cov_mean"] for r in results])),
+            "video_mean_min": float(min(r["cov_mean"] for r in results)),
+            "video_mean_max": float(max(r["cov_mean"] for r in results)),
+            "frame_min": float(min(r["cov_min"] for r in results)),
+            "frame_max": float(max(r["cov_max"] for r in results)),
+            "frames_in_5_20": sum(r["frames_in_5_20"] for r in results) / sum(r["frames"] for r in results),
+        },
+        "video_bytes": int(sum(r["bytes"] for r in results)),
+    }
+    _write_json(os.path.join(tmp, "meta.json"), {**settings, "summary": summary})  # last: marks completion
+
+    old = f"{out_dir}.old-{os.getpid()}"
+    if os.path.exists(out_dir):
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out_dir) for f in fs)
+    summary.update(out_dir=out_dir, bytes=int(total), seconds=round(time.time() - start, 2))
+    logger.info("synthetic dataset ready in %s: %s videos, %.1f MB, %.1f s, foreground coverage %.1f%% mean "
+                "(frames %.1f-%.1f%%)", out_dir, summary["videos"], total / 1e6, summary["seconds"],
+                100 * summary["coverage"]["video_mean"], 100 * summary["coverage"]["frame_min"],
+                100 * summary["coverage"]["frame_max"])
+    return summary
+
+
+def load_mask(data_dir: str, video_path: str) -> np.ndarray:
+    """The foreground mask, bool (T, H, W), of a video of the dataset in ``data_dir``.
+
+    ``video_path`` may be a list-file path (``videos/x.mp4``), an absolute path, a file name or an SSv2 id.
+    """
+    stem = os.path.splitext(os.path.basename(str(video_path)))[0]
+    path = os.path.join(data_dir, "masks", stem + ".npy")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no foreground mask for video {video_path!r}: {path} does not exist")
+    mask = np.load(path)
+    if mask.ndim != 3 or mask.dtype != bool:
+        raise ValueError(f"{path}: expected a bool (T, H, W) mask, got {mask.dtype} {mask.shape}")
+    return mask
