@@ -172,7 +172,7 @@ def test_build_model_from_config():
     from video_iared import build_model
     from video_iared.config import load_config
 
-    cfg = load_config("configs/synthetic_dense.yaml", ["TIMESFORMER.DEPTH", "2", "MODEL.DROPPATH_RATE", "0.2"])
+    cfg = load_config("configs/synthetic_dense.yaml", ["TIMESFORMER.DEPTH", "2", "TIMESFORMER.PATCH_SIZE", "8", "MODEL.DROPPATH_RATE", "0.2"])
     model = build_model(cfg)
     assert isinstance(model, TimeSformer)
     assert (model.embed_dim, model.depth, model.num_heads, model.patch_size, model.num_classes) == (64, 2, 4, 8, 8)

@@ -6,6 +6,26 @@
                               --cfg FILE [KEY VALUE ...]
 
 Prints a table (median, min, max seconds per forward pass and per clip) and one ``speed ...`` line per row.
+On an IA-RED² config (IARED.ENABLE, e.g. configs/k400.yaml) ``--speed`` times the dense model and the IA-RED²
+model in keep_ratio mode at --keep-ratios (default 0.7 0.5 0.3) side by side at batch 1 and 8 (1 warm-up,
+3 reps unless given), prints keep rate, fvcore GFLOPs, ms/clip, speed-up and its ratio to the GFLOPs speed-up,
+and ends with ``min_speedup_to_gflops_ratio=<float> dense_ms_b1=<float>``.
+
+Precision column (dense and IA-RED² in keep_ratio mode, every precision, interleaved round-robin):
+
+    python tools/benchmark.py --speed --precision fp32 bf16 [--keep-ratios 0.7] [--compile] --cfg FILE ...
+
+End-to-end batch clip inference (decode + transforms + model, ms per clip per stage) on a folder of 320p
+videos (written there first when --videos N > 0):
+
+    python tools/benchmark.py --end-to-end FOLDER [--videos 8] [--e2e-batch 4] --precision fp32 bf16 --cfg FILE
+
+Token-reduction methods side by side (dense, random drop, EViT top-k, ToMe, IA-RED² keep_ratio / threshold):
+accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and two plots (analysis.method_benchmark):
+
+    python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.7]
+                              [--tome-r R ...] [--dense-checkpoint F] [--iared-checkpoint F] [--no-accuracy]
+                              [--quick] [--out-dir DIR] [--method-batch-sizes 1 8] --cfg FILE ...
 """
 import argparse
 import logging
@@ -25,7 +45,33 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=None, help="default: BENCHMARK.NUM_ITERS")
     p.add_argument("--with-explicit", action="store_true",
                    help="also time a copy with explicit-matmul attention (the straightforward implementation)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], nargs="+", default=["fp32"],
+                   help="one or more; more than one (or --keep-ratios) gives the interleaved precision table")
+    p.add_argument("--keep-ratios", type=float, nargs="*", default=None,
+                   help="IA-RED² keep_ratio-mode rows of the precision table (default 0.7)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (TEST.COMPILE)")
+    p.add_argument("--fp32-islands", action="store_true",
+                   help="also time the IA-RED² rows with float32 interpreters and head (engine.precision)")
+    p.add_argument("--end-to-end", metavar="FOLDER", default="",
+                   help="time decode + transforms + model of batch clip inference on the videos of FOLDER")
+    p.add_argument("--videos", type=int, default=8, help="--end-to-end: write this many 320p videos first (0: use FOLDER's)")
+    p.add_argument("--e2e-batch", type=int, default=4, help="--end-to-end: clips per forward pass")
+    p.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
+                   help="token-reduction methods side by side (none listed: all of dense random evit tome "
+                        "iared_ratio iared_threshold)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="--methods: IA-RED² thresholds")
+    p.add_argument("--tome-r", type=int, nargs="+", default=None,
+                   help="--methods: ToMe merges per frame per block (default: matched to the keep ratios' tokens)")
+    p.add_argument("--dense-checkpoint", default="auto",
+                   help="--methods: trained dense weights; auto: run_net's for this config if any; '' random")
+    p.add_argument("--iared-checkpoint", default="auto",
+                   help="--methods: trained IA-RED² weights; auto: OUTPUT_DIR/checkpoints/checkpoint_iared.pyth if any")
+    p.add_argument("--no-accuracy", action="store_true", help="--methods: speed and GFLOPs only (random clips)")
+    p.add_argument("--max-videos", type=int, default=0, help="--methods: first N test videos (0: all)")
+    p.add_argument("--gflops-views", type=int, default=8, help="--methods: views traced by fvcore per variant")
+    p.add_argument("--method-batch-sizes", type=int, nargs="+", default=[1, 8], help="--methods: timed batch sizes")
+    p.add_argument("--quick", action="store_true", help="--methods: the CI setting (few videos, budgets, reps)")
+    p.add_argument("--out-dir", default="", help="--methods: output folder (default OUTPUT_DIR/method_benchmark)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
@@ -36,17 +82,55 @@ def main(argv=None) -> int:
     except (ConfigError, FileNotFoundError) as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    if not args.speed:
-        p.error("choose a benchmark: --speed")
+    if not (args.speed or args.end_to_end or args.methods is not None):
+        p.error("choose a benchmark: --speed, --end-to-end FOLDER and/or --methods")
     if cfg.NUM_THREADS > 0:
         import torch
 
         torch.set_num_threads(cfg.NUM_THREADS)
-    from video_iared.analysis.speed import format_speed_table, run_speed_benchmark
+    from video_iared.analysis.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
+    from video_iared.engine.precision import PrecisionError, precision_dtype
 
-    results = run_speed_benchmark(cfg, args.batch_sizes, args.warmup, args.reps, args.precision,
-                                  with_explicit=args.with_explicit)
-    print(format_speed_table(results))
+    keep = [0.7] if args.keep_ratios is None else args.keep_ratios
+    compile_model = args.compile or cfg.TEST.COMPILE
+    try:
+        for prec in args.precision:  # fp16 on the cpu: refused before any model is built
+            precision_dtype(prec, "cuda" if cfg.DEVICE == "cuda" else "cpu", key="--precision")
+        if args.speed and cfg.IARED.ENABLE and args.precision == ["fp32"] and not compile_model:
+            # IA-RED² config: dense and keep_ratio rows side by side, speed-up vs fvcore GFLOPs speed-up; the
+            # last line is machine readable (video_iared.pruning.speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
+            from video_iared.pruning.speed import run_from_args
+
+            run_from_args(cfg, args.keep_ratios or None, None if args.batch_sizes == [1, 4] else args.batch_sizes,
+                          args.warmup, args.reps)
+        elif args.speed and len(args.precision) == 1 and args.keep_ratios is None and not compile_model:
+            results = run_speed_benchmark(cfg, args.batch_sizes, args.warmup, args.reps, args.precision[0],
+                                          with_explicit=args.with_explicit)
+            print(format_speed_table(results))
+        elif args.speed:
+            warmup = 1 if args.warmup is None else args.warmup
+            reps = cfg.BENCHMARK.NUM_ITERS if args.reps is None else args.reps
+            precision_speed_from_cfg(cfg, args.precision, args.batch_sizes, keep, warmup, reps, compile_model,
+                                     args.fp32_islands)
+        if args.end_to_end:
+            from video_iared.analysis.end_to_end import end_to_end_from_cfg
+
+            end_to_end_from_cfg(cfg, args.end_to_end, args.videos, args.precision, keep, args.e2e_batch,
+                                compile_model=compile_model)
+        if args.methods is not None:
+            from video_iared.analysis.method_benchmark import (ALL_METHODS, MethodBenchmarkOptions,
+                                                               run_method_benchmark)
+
+            run_method_benchmark(cfg, MethodBenchmarkOptions(
+                methods=args.methods or list(ALL_METHODS), thresholds=args.thresholds, tome_r=args.tome_r,
+                keep_ratios=args.keep_ratios or [0.7, 0.5, 0.3], dense_checkpoint=args.dense_checkpoint,
+                iared_checkpoint=args.iared_checkpoint, accuracy=not args.no_accuracy, max_videos=args.max_videos,
+                gflops_views=args.gflops_views, batch_sizes=args.method_batch_sizes,
+                warmup=1 if args.warmup is None else args.warmup, reps=3 if args.reps is None else args.reps,
+                precision=args.precision[0], out_dir=args.out_dir, quick=args.quick))
+    except PrecisionError as e:
+        print(f"precision error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -213,3 +213,141 @@ def benchmark_from_cfg(cfg) -> List[SpeedResult]:
     results = run_speed_benchmark(cfg, batch_sizes, precision=cfg.TEST.PRECISION)
     print(format_speed_table(results), flush=True)
     return results
+
+
+# ----------------------------------------------------------------------------- precision column (issue 10)
+@dataclass
+class PrecisionVariant:
+    """A model variant with its fvcore GFLOPs per clip (dense or IA-RED² at a fixed keep ratio)."""
+
+    name: str
+    model: nn.Module
+    gflops: float = float("nan")
+
+
+def benchmark_precisions(
+    variants: Sequence[PrecisionVariant],
+    precisions: Sequence[str],
+    batch_sizes: Sequence[int],
+    num_frames: int,
+    crop_size: int,
+    in_chans: int = 3,
+    warmup: int = 1,
+    reps: int = 3,
+    device: str = "cpu",
+    seed: int = 0,
+) -> List[SpeedResult]:
+    """Time every (variant, precision) pair at every batch size on the same random clips (B, C, T, crop, crop).
+
+    Within a batch size all pairs run round-robin (rep 1 of each pair, rep 2 of each, ...), so fp32 and
+    bf16, dense and pruned, see the same machine load and their ratios are comparable on a shared machine.
+    Results come in the order precision-major: for each batch size, every variant at precisions[0], then
+    every variant at precisions[1], ...
+    """
+    from video_iared.engine.precision import precision_dtype
+
+    if reps < 1:
+        raise ValueError(f"reps must be >= 1, got {reps}")
+    for p in precisions:
+        precision_dtype(p, device, key="--precision")  # fp16 on the cpu: a clear error before any timing
+    pairs = [(v, p) for p in precisions for v in variants]
+    gen = torch.Generator().manual_seed(seed)
+    for v in variants:
+        v.model.to(device).eval()
+    results: List[SpeedResult] = []
+    for bs in batch_sizes:
+        clip = torch.randn(bs, in_chans, num_frames, crop_size, crop_size, generator=gen).to(device)
+        for _ in range(warmup):
+            for v, p in pairs:
+                _time_once(v.model, clip, p)
+        rows = [SpeedResult(v.name, bs, p) for v, p in pairs]
+        for _ in range(reps):
+            for (v, p), row in zip(pairs, rows):
+                wall, cpu = _time_once(v.model, clip, p)
+                row.times_s.append(wall)
+                row.cpu_times_s.append(cpu)
+        for row in rows:
+            logger.info(row.line())
+        results.extend(rows)
+    return results
+
+
+def format_precision_table(results: Sequence[SpeedResult], gflops: Dict[str, float]) -> str:
+    """ms/clip and clips/s per (variant, precision, batch); speed-up against the first row of the same batch
+    size (dense fp32 when the variants start with dense and the precisions with fp32); GFLOPs per clip."""
+    first: Dict[int, float] = {}
+    rows = [f"{'variant':<18} {'prec':>5} {'GFLOPs':>8} {'batch':>5} {'ms/clip':>9} {'min ms':>8} {'max ms':>8} "
+            f"{'clips/s':>8} {'cpu/wall':>8} {'speed-up':>8}"]
+    for r in results:
+        base = first.setdefault(r.batch_size, r.per_clip_s)
+        g = gflops.get(r.name, float("nan"))
+        rows.append(f"{r.name:<18} {r.precision:>5} {g:>8.2f} {r.batch_size:>5} {1000 * r.per_clip_s:>9.1f} "
+                    f"{1000 * r.min_s / r.batch_size:>8.1f} {1000 * r.max_s / r.batch_size:>8.1f} "
+                    f"{1.0 / r.per_clip_s:>8.3f} {r.cores_used:>8.2f} {base / r.per_clip_s:>7.2f}x")
+    return "\n".join(rows)
+
+
+class Float32IslandsModel(nn.Module):
+    """``model`` run with its interpreters and classifier head in float32 (``engine.precision.float32_islands``)
+    inside any autocast: the variant that shows what the float32 keep decision costs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from video_iared.engine.precision import float32_islands
+
+        with float32_islands(self.model):
+            return self.model(x)
+
+
+def build_precision_variants(cfg, keep_rates: Sequence[float] = (0.7,), compile_model: bool = False,
+                             with_gflops: bool = True, fp32_islands: bool = False) -> List[PrecisionVariant]:
+    """Dense TimeSformer and IA-RED² (keep_ratio mode, packed, the dense weights) at ``keep_rates``, with
+    fvcore GFLOPs per clip measured on one random clip (exact: the kept counts are fixed in keep_ratio mode).
+    ``compile_model`` wraps each in ``torch.compile`` (``maybe_compile``; dynamic shapes for the pruned ones).
+    ``fp32_islands`` adds, for every keep rate, the same model with float32 interpreters and head."""
+    from video_iared.engine.precision import maybe_compile
+    from video_iared.pruning.speed import build_keep_ratio_models
+
+    dense, pruned = build_keep_ratio_models(cfg, keep_rates)
+    out = [PrecisionVariant("dense", dense)] + [PrecisionVariant(f"iared keep {r:g}", m) for r, m in zip(keep_rates, pruned)]
+    if fp32_islands:
+        out += [PrecisionVariant(f"iared keep {r:g} f32i", Float32IslandsModel(m)) for r, m in zip(keep_rates, pruned)]
+    if with_gflops:
+        from video_iared.analysis.flops import model_gflops
+
+        probe = torch.randn(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
+                            cfg.DATA.TEST_CROP_SIZE, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
+        for v in out:
+            v.gflops = model_gflops(v.model, probe)
+    for v in out:
+        v.model = maybe_compile(v.model, compile_model, dynamic=None if v.name == "dense" else True)
+    return out
+
+
+def precision_speed_from_cfg(cfg, precisions: Sequence[str] = ("fp32", "bf16"), batch_sizes: Sequence[int] = (1,),
+                             keep_rates: Sequence[float] = (0.7,), warmup: int = 1, reps: int = 3,
+                             compile_model: bool = False, fp32_islands: bool = False) -> List[SpeedResult]:
+    """tools/benchmark.py --speed --precision fp32 bf16: dense and IA-RED² at every precision, interleaved;
+    prints the table, the machine load before/after, the process CPU/wall ratio of the whole run, and the
+    ``precision_speedups ...`` line (each row's speed-up against dense fp32 at batch 1)."""
+    variants = build_precision_variants(cfg, keep_rates, compile_model, fp32_islands=fp32_islands)
+    logger.info("precision speed benchmark: %d frames x %d crop, precisions %s, keep ratios %s, warm-up %d, "
+                "reps %d (interleaved), compile %s; before: %s", cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
+                list(precisions), list(keep_rates), warmup, reps, compile_model, load_note())
+    c0, w0 = time.process_time(), time.perf_counter()
+    device = "cuda" if cfg.DEVICE == "cuda" else "cpu"
+    results = benchmark_precisions(variants, precisions, batch_sizes, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
+                                   cfg.DATA.INPUT_CHANNEL_NUM[0], warmup, reps, device, cfg.RNG_SEED)
+    ratio = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
+    print(format_precision_table(results, {v.name: v.gflops for v in variants}), flush=True)
+    print(f"after: {load_note()}; process cpu/wall over the run {ratio:.2f}", flush=True)
+    for bs in batch_sizes:
+        rows = [r for r in results if r.batch_size == bs]
+        base = next((r for r in rows if r.name == "dense" and r.precision == "fp32"), None)
+        if base is not None:
+            print(f"precision_speedups batch={bs} " + " ".join(
+                f"{r.name.replace(' ', '_')}_{r.precision}={base.per_clip_s / r.per_clip_s:.3f}" for r in rows), flush=True)
+    return results

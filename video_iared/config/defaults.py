@@ -84,6 +84,7 @@ _C.TIMESFORMER.DEPTH = 12  # number of transformer blocks
 _C.TIMESFORMER.NUM_HEADS = 12  # attention heads
 _C.TIMESFORMER.PATCH_SIZE = 16  # square patch size in pixels
 _C.TIMESFORMER.MLP_RATIO = 4.0  # MLP hidden width / token width
+_C.TIMESFORMER.TIME_EMBED_INIT_STD = 0.0  # std of time_embed's initialisation; 0 = zeros, as the reference
 
 # ----------------------------------------------------------------------------- IARED
 _C.IARED = CfgNode()
@@ -91,6 +92,7 @@ _C.IARED.ENABLE = False  # build the IA-RED² model (interpreters in front of bl
 _C.IARED.GROUPS = [4, 4, 4]  # blocks per group; sums to TIMESFORMER.DEPTH
 _C.IARED.NUM_HEADS = 6  # interpreter heads
 _C.IARED.HEAD_DIM = 64  # interpreter query/key width per head
+_C.IARED.INIT_KEEP_PROB = 0.5  # every token's keep probability at the interpreters' initialisation (0.5: zero biases)
 _C.IARED.THRESHOLD = 0.5  # inference: keep a token when its keep probability exceeds this
 _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fixed top-k budget per group)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
@@ -132,6 +134,7 @@ _C.TEST.CHECKPOINT_FILE_PATH = ""  # weights to evaluate ("" = the last trained 
 _C.TEST.SAVE_RESULTS_PATH = "predictions"  # stem of the predictions files in OUTPUT_DIR (.csv and .pt)
 _C.TEST.SAVE_VIEW_LOGITS = False  # also store every view's logits in the .pt file
 _C.TEST.PRECISION = "fp32"  # forward precision: "fp32" | "bf16" | "fp16" (fp16 on cuda only)
+_C.TEST.COMPILE = False  # torch.compile the model for testing, prediction and the speed benchmark (engine.precision.maybe_compile)
 _C.TEST.VIEW_SWEEP = False  # also report accuracy for fewer clips/crops from the same decodes
 
 # ----------------------------------------------------------------------------- PREDICT

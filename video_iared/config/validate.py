@@ -129,6 +129,8 @@ def validate_config(cfg: CfgNode) -> None:
         _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
         _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
         _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
+        _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")
+        _require(ia.BASE_LR > 0 and ia.FINETUNE_LR > 0, "IARED.BASE_LR", "and IARED.FINETUNE_LR must be > 0")
 
     s = cfg.SOLVER
     if s.LR_POLICY == "steps_with_relative_lrs":
@@ -161,6 +163,7 @@ def validate_config(cfg: CfgNode) -> None:
     _require(0.0 < it.TOPK <= 1.0, "INTERP.TOPK", "must be in (0, 1]")
     _require(it.CURVE_STEPS >= 0 and it.CURVE_VIEWS >= 0 and it.MAX_VIDEOS >= 0, "INTERP.CURVE_STEPS",
              "INTERP.CURVE_STEPS, CURVE_VIEWS and MAX_VIDEOS must be >= 0")
-    from video_iared.analysis.explain import METHODS as _INTERP_METHODS
-    _require(len(it.METHODS) > 0 and all(m in _INTERP_METHODS for m in it.METHODS), "INTERP.METHODS",
-             f"must be a non-empty list of {list(_INTERP_METHODS)}")
+    # the names of video_iared.analysis.explain.METHODS (not imported: validation stays free of torch)
+    methods = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
+    _require(len(it.METHODS) > 0 and all(m in methods for m in it.METHODS), "INTERP.METHODS",
+             f"must be a non-empty list of {list(methods)}")

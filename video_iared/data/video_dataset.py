@@ -72,7 +72,9 @@ def load_frames(
     """Open ``path`` once, pick clips with ``indices_fn(num_frames, fps) -> [indices (T,), ...]``, decode
     the union of their frames in one ``get_frames`` call and return each clip's uint8 (T, H, W, C) frames.
 
-    Every failure (including unexpected exceptions from a broken file) becomes ``VideoDecodeError``.
+    Decoding failures become ``VideoDecodeError``: the readers' own, plus the OS / runtime / value errors a
+    broken file can raise from deeper down. Programming errors (ImportError, NameError, TypeError, ...)
+    propagate, so that a bug crashes the run instead of being counted as a bad video.
     """
 
     def work() -> List[np.ndarray]:
@@ -93,7 +95,7 @@ def load_frames(
         return run_with_timeout(work, timeout, path)
     except VideoDecodeError:
         raise
-    except Exception as e:
+    except (OSError, RuntimeError, ValueError, EOFError, MemoryError, IndexError) as e:
         raise VideoDecodeError(path, f"{type(e).__name__}: {e}") from e
 
 

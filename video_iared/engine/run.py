@@ -1,14 +1,23 @@
-"""The stage dispatcher behind ``tools/run_net.py``: set-up, then benchmark / train / test / predict."""
+"""The stage dispatcher behind ``tools/run_net.py``: set-up, then benchmark / train / test / predict.
+
+Dense model (IARED.ENABLE False): train -> predict -> test. IA-RED² (IARED.ENABLE True): train the dense
+model into OUTPUT_DIR/dense (unless IARED.DENSE_CHECKPOINT is given) -> test it (summary line labelled
+"dense") -> ``train_iared(cfg, dense_checkpoint)`` -> predict -> test the IA-RED² model. The test stage's
+summary line is the LAST line printed to stdout, so scripts can read it with ``tail -n 1``.
+"""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from video_iared.engine import distributed as du
 from video_iared.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -24,32 +33,131 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _not_built(stage: str) -> None:
-    raise StageNotBuiltError(f"the {stage} stage is not built yet in this version of video_iared")
+def dense_config(cfg: CfgNode) -> CfgNode:
+    """The dense baseline's config inside an IA-RED² run: same backbone and data, IARED off, its own
+    OUTPUT_DIR (OUTPUT_DIR/dense) so its checkpoints and predictions never mix with the pruned model's."""
+    dense = cfg.clone()
+    dense.defrost()
+    dense.IARED.ENABLE = False
+    dense.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "dense")
+    dense.TEST.CHECKPOINT_FILE_PATH = ""  # that one names the IA-RED² weights; the dense test gets its own
+    dense.freeze()
+    return dense
 
 
-def run(cfg: CfgNode) -> None:
-    """Run every stage the config enables, in PySlowFast's order."""
-    setup_logging(cfg.OUTPUT_DIR)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
-        f.write(cfg.dump())
+def _emit(line: str) -> None:
+    """Print a summary line to stdout (flushed, after any buffered log output)."""
+    for h in logging.getLogger().handlers:
+        h.flush()
+    print(line, flush=True)
+
+
+def _run_benchmark(cfg: CfgNode) -> None:
+    kind = cfg.BENCHMARK.TYPE
+    if kind == "loader":
+        try:
+            from video_iared.analysis.loader_benchmark import benchmark_loader
+        except ImportError as e:
+            raise StageNotBuiltError(f"BENCHMARK.TYPE loader: video_iared.analysis.loader_benchmark is missing ({e})")
+        benchmark_loader(cfg)
+        return
+    try:
+        from video_iared.analysis.speed import benchmark_from_cfg
+    except ImportError as e:
+        raise StageNotBuiltError(f"BENCHMARK.TYPE speed: video_iared.analysis.speed.benchmark_from_cfg is missing ({e})")
+    benchmark_from_cfg(cfg)
+
+
+def _comparison(dense: Dict, pruned: Dict) -> str:
+    def ratio(a: float, b: float) -> str:
+        return f"{a / b:.2f}x" if b and not math.isnan(a) and not math.isnan(b) else "n/a"
+
+    return ("dense vs IA-RED²: video top-1 {:.2f}% vs {:.2f}% ({:+.2f} points), GFLOPs per view {:.4f} vs {:.4f} "
+            "({} fewer)".format(dense["video_top1"], pruned["video_top1"], pruned["video_top1"] - dense["video_top1"],
+                               dense["gflops_per_view"], pruned["gflops_per_view"],
+                               ratio(dense["gflops_per_view"], pruned["gflops_per_view"])))
+
+
+def run(cfg: CfgNode) -> Optional[Dict]:
+    """Run every stage the config enables; returns the final test summary (or None without a test stage)."""
+    info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
+    try:
+        return _run(cfg, info)
+    finally:
+        du.cleanup()
+
+
+def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
+    if info.is_main:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
+            f.write(cfg.dump())
     seed_everything(cfg.RNG_SEED)
     if cfg.NUM_THREADS > 0:
         torch.set_num_threads(cfg.NUM_THREADS)
-    logger.info("output dir: %s", os.path.abspath(cfg.OUTPUT_DIR))
+    logger.info("output dir: %s; device %s; %d process(es)", os.path.abspath(cfg.OUTPUT_DIR), info.device,
+                info.world_size)
 
     if cfg.SYNTHETIC.ENABLE:
         from video_iared.synthetic import ensure_synthetic_dataset
 
-        ensure_synthetic_dataset(cfg)
+        if info.is_main:  # one writer; the others wait for the files
+            ensure_synthetic_dataset(cfg)
+        du.barrier()
 
     if cfg.BENCHMARK.TYPE:
-        _not_built(f"benchmark ({cfg.BENCHMARK.TYPE})")
-        return
-    if cfg.TRAIN.ENABLE:
-        _not_built("train")
-    if cfg.TEST.ENABLE:
-        _not_built("test")
+        _run_benchmark(cfg)
+        return None
+
+    from video_iared.engine.multiview_test import summary_line, test
+    from video_iared.engine.train import train
+
+    checkpoint = ""
+    dense_summary = None
+    if cfg.IARED.ENABLE:
+        dense_cfg = dense_config(cfg)
+        dense_ckpt = cfg.IARED.DENSE_CHECKPOINT
+        if not dense_ckpt and cfg.TRAIN.ENABLE:
+            logger.info("IA-RED²: training the dense model first (into %s)", dense_cfg.OUTPUT_DIR)
+            dense_ckpt = train(dense_cfg, info)
+        if not dense_ckpt:
+            from video_iared.checkpoint.io import latest_checkpoint
+
+            dense_ckpt = latest_checkpoint(dense_cfg.OUTPUT_DIR) or ""
+        if cfg.TEST.ENABLE and dense_ckpt:
+            dense_summary = test(dense_cfg, info, dense_ckpt, label="dense")
+            if info.is_main:
+                _emit("dense: " + summary_line(dense_summary))
+        if cfg.TRAIN.ENABLE:
+            try:
+                from video_iared.engine.train_iared import train_iared
+            except ImportError as e:
+                raise StageNotBuiltError(f"IA-RED² training (video_iared.engine.train_iared) is missing: {e}")
+            if not dense_ckpt:
+                raise FileNotFoundError("IA-RED² needs a dense checkpoint: set IARED.DENSE_CHECKPOINT or TRAIN.ENABLE")
+            checkpoint = train_iared(cfg, dense_ckpt)
+        elif cfg.TEST.ENABLE and not cfg.TEST.CHECKPOINT_FILE_PATH:
+            from video_iared.engine.train_iared import final_checkpoint_path
+
+            # a test-only run of an IA-RED² OUTPUT_DIR evaluates the curriculum's final checkpoint
+            checkpoint = final_checkpoint_path(cfg.OUTPUT_DIR) if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)) else ""
+    elif cfg.TRAIN.ENABLE:
+        checkpoint = train(cfg, info)
+
     if cfg.PREDICT.ENABLE:
-        _not_built("predict")
+        from video_iared.engine.predict import predict
+
+        predict(cfg, info, checkpoint)
+
+    summary = None
+    if cfg.TEST.ENABLE:
+        summary = test(cfg, info, checkpoint, label="IA-RED²" if cfg.IARED.ENABLE else "")
+    if info.is_main:
+        logger.info("outputs in %s: log.txt, stats.jsonl, config.yaml, checkpoints/", os.path.abspath(cfg.OUTPUT_DIR))
+        if summary:
+            logger.info("predictions: %s and %s", summary.get("predictions_csv"), summary.get("predictions_pt"))
+            if dense_summary:
+                logger.info(_comparison(dense_summary, summary))
+            _emit(summary_line(summary))
+    return summary

@@ -27,6 +27,7 @@ def timesformer_kwargs(cfg: CfgNode) -> dict:
         drop_path_rate=cfg.MODEL.DROPPATH_RATE,
         num_frames=cfg.DATA.NUM_FRAMES,
         attention_type=cfg.TIMESFORMER.ATTENTION_TYPE,
+        time_embed_std=cfg.TIMESFORMER.TIME_EMBED_INIT_STD,
     )
 
 

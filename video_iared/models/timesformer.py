@@ -47,6 +47,7 @@ class TimeSformer(nn.Module):
         num_frames: int = 8,
         attention_type: str = "divided_space_time",
         norm_eps: float = 1e-6,
+        time_embed_std: float = 0.0,
     ) -> None:
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
@@ -59,6 +60,7 @@ class TimeSformer(nn.Module):
         self.patch_size = patch_size
         self.num_frames = num_frames
         self.img_size = img_size
+        self.time_embed_std = time_embed_std
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
@@ -86,6 +88,11 @@ class TimeSformer(nn.Module):
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
+        # The reference starts time_embed at zero (it begins from image weights, where frame order is
+        # learnt on top of good features); from scratch, a zero start leaves temporal attention blind to
+        # frame order for a long time, so the order-dependent classes stay confused.
+        if self.time_embed_std > 0 and hasattr(self, "time_embed"):
+            trunc_normal_(self.time_embed, std=self.time_embed_std)
         self.apply(_init_module)
         if self.attention_type == "divided_space_time":
             # The reference zero-initialises temporal_fc in every block but the first, so a model inflated
@@ -151,7 +158,11 @@ class TimeSformer(nn.Module):
             if grid is None:
                 raise ValueError("forward_head needs the grid for space_only attention (to average over T)")
             cls = cls.reshape(-1, grid.T, cls.shape[-1]).mean(dim=1)
-        return self.head(self.head_drop(self.norm(cls)))
+        # float32 even under bf16/fp16 autocast: bf16 logits are rounded to 2^-8 relative, enough to turn a
+        # near-tie between the top classes into an exact tie (measured in engine/precision.py); the head is tiny
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            cls = cls.to(self.norm.weight.dtype)  # the parameters' dtype: float32 unless the model was cast
+            return self.head(self.head_drop(self.norm(cls)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, grid = self.forward_features(x)

@@ -37,7 +37,7 @@ from .scenes import render_video
 logger = logging.getLogger(__name__)
 
 GENERATOR = "video_iared.synthetic"
-VERSION = 4  # bump whenever the drawing changes, so that existing datasets are regenerated
+VERSION = 5  # bump whenever the drawing changes, so that existing datasets are regenerated
 SPLITS = ("train", "val", "test")
 SSV2_FILES = {"train": "something-something-v2-train.json", "val": "something-something-v2-validation.json",
               "test": "something-something-v2-test.json"}

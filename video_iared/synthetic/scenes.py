@@ -22,7 +22,7 @@ SUPERSAMPLE = 2  # sub-samples per pixel and axis
 AREA_RANGE = (0.08, 0.14)  # foreground area at mid-video, fraction of the frame (log-uniform)
 SIZE_CHANGE = (1.7, 2.0)  # grow/shrink: area ratio between the last and the first frame
 MAX_RADIUS = 0.27  # foreground bounding radius cap, fraction of min(H, W), for every class alike
-MOVE_DISTANCE = (0.28, 0.42)  # move classes: displacement over the video, fraction of min(H, W)
+MOVE_DISTANCE = (0.38, 0.48)  # move classes: displacement over the video, fraction of min(H, W)
 ROTATION_DEG = (200.0, 300.0)  # rotate classes: total turn over the video
 ORBIT_RADIUS = (0.14, 0.20)  # orbit classes: circle radius, fraction of min(H, W)
 ORBIT_DEG = (240.0, 320.0)  # orbit classes: total angle travelled
@@ -186,7 +186,7 @@ def _draw_appearance(rng: np.random.Generator, t: int, h: int, w: int) -> Appear
         value = rng.uniform(0.08, 0.22) if rng.integers(2) else rng.uniform(0.75, 0.92)
         dcolor = _hsv(rng.uniform(), rng.uniform(0.0, 0.15), value)
         p0 = np.array([rng.uniform(radius, w - radius), rng.uniform(radius, h - radius)])
-        dspeed = rng.uniform(0.5, 1.6) * scale
+        dspeed = rng.uniform(0.2, 0.6) * scale  # slower than the foreground: motion is the class signal
         dhead = rng.uniform(0, 2 * np.pi)
         distractors.append((kind, radius, dcolor, p0, dspeed * np.array([math.cos(dhead), math.sin(dhead)])))
     return Appearance(shape, unit, color, color2.astype(np.float32), tone_dir, f"{_hue_name(hue)} {shape}",

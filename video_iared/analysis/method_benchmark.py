@@ -1,0 +1,567 @@
+"""One-run benchmark of token-reduction methods: dense, random drop, EViT top-k, ToMe, IA-RED², side by side.
+
+For every method and budget (a *variant*) it measures, in one run:
+- video-level top-1 / top-5 on the test split, multi-view (mean softmax), through the engine's ``run_multiview``
+  on views decoded ONCE and cached for all variants (skipped without data, e.g. TimeSformer-B speed runs);
+- fvcore GFLOPs per view (GMACs), traced on each of the first ``gflops_views`` real views (a pruned model's cost
+  depends on its input) and averaged;
+- ms per clip at batch 1 and clips/s at batch 8: warm-up, then ``reps`` repetitions with the variants
+  interleaved (rep 1 of each, rep 2 of each, ...) so a change of machine load hits every variant alike;
+  median and spread (min, max);
+- peak memory of the first timed batch-8 forward: ``max_memory_allocated`` on CUDA; on CPU the peak resident
+  set size sampled from /proc/self/statm every millisecond by a thread, minus the RSS before the pass (large
+  activations are mmap-ed by the allocator and returned on free, so the difference is the pass's own peak;
+  small models whose activations fit in memory the allocator already holds show ~0);
+and writes ``methods.csv``, ``methods.md``, ``acc_vs_gflops.png``, ``acc_vs_latency.png`` (+ ``methods.json``).
+
+Budgets: keep ratios r (random, EViT and IA-RED² keep_ratio keep the top r of the alive tokens in front of every
+group, hierarchically); ToMe gets, per r, the merge count per frame per block whose token fraction is closest to
+the keep-ratio methods' (``tome_r_for_fraction``); IA-RED² thresholded policies at the given thresholds.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+ALL_METHODS = ("dense", "random", "evit", "tome", "iared_ratio", "iared_threshold")
+LABELS = {"dense": "dense", "random": "random drop", "evit": "EViT top-k", "tome": "ToMe (per frame)",
+          "iared_ratio": "IA-RED² keep_ratio", "iared_threshold": "IA-RED² threshold"}
+# fvcore has no handle for these and they cost O(elements): the random baseline's draw, ToMe's matching and merge.
+EXTRA_CHEAP_OPS = {"aten::rand", "aten::new_ones", "aten::linalg_vector_norm", "aten::expand_as", "aten::isfinite",
+                   "aten::index_add", "aten::numel"}
+
+
+# ----------------------------------------------------------------------------- variants
+class BudgetView(nn.Module):
+    """A model seen at one budget: sets ``attrs`` on the shared ``model`` before each forward.
+
+    Variants of a method share one set of weights (TimeSformer-B copies would cost 0.5 GB each).
+    """
+
+    def __init__(self, model: nn.Module, **attrs) -> None:
+        super().__init__()
+        self.model = model
+        self.attrs = attrs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for k, v in self.attrs.items():
+            setattr(self.model, k, v)
+        return self.model(x)
+
+    @property
+    def last_keep_rates(self) -> Optional[torch.Tensor]:
+        return getattr(self.model, "last_keep_rates", None)
+
+
+@dataclass
+class Variant:
+    """One row: a method at one budget, its model, and every measured figure."""
+
+    method: str
+    budget: str
+    model: nn.Module
+    token_fraction: float  # analytic mean fraction of the patch tokens each block computes on (1 = dense)
+    results: Dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.budget}".strip()
+
+
+def ratio_token_fraction(groups: Sequence[int], ratio: float) -> float:
+    """Mean fraction of patch tokens per block when every group keeps ``ratio`` of the alive tokens."""
+    alive, total = 1.0, 0.0
+    for n in groups:
+        alive *= ratio
+        total += alive * n
+    return total / sum(groups)
+
+
+def tome_token_counts(tokens_per_frame: int, depth: int, r: int) -> List[int]:
+    """Patches per frame at every block when ToMe merges min(r, |A|) of them in front of every block."""
+    n, out = tokens_per_frame, []
+    for _ in range(depth):
+        if n >= 2:
+            n -= min(r, (n + 1) // 2)
+        out.append(n)
+    return out
+
+
+def tome_r_for_fraction(tokens_per_frame: int, depth: int, fraction: float) -> int:
+    """The merge count r whose mean token fraction is closest to ``fraction`` (ties: the smaller r)."""
+    best, best_err = 0, float("inf")
+    for r in range(0, tokens_per_frame + 1):
+        f = sum(tome_token_counts(tokens_per_frame, depth, r)) / (depth * tokens_per_frame)
+        if abs(f - fraction) < best_err - 1e-12:
+            best, best_err = r, abs(f - fraction)
+    return best
+
+
+def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequence[str], groups: Sequence[int],
+                   keep_ratios: Sequence[float], thresholds: Sequence[float], tome_rs: Optional[Sequence[int]],
+                   timesformer_kwargs: dict, seed: int = 0) -> List[Variant]:
+    """The variants to measure. ``dense`` carries the dense weights (random / EViT / ToMe run on it as is);
+    ``iared`` (an ``IAREDTimeSformer`` with trained interpreters, or None) serves both IA-RED² methods."""
+    from video_iared.pruning.baselines import build_baseline
+
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; choose from {ALL_METHODS}")
+    depth, G = sum(groups), len(groups)
+    out: List[Variant] = []
+    if "dense" in methods:
+        out.append(Variant("dense", "", dense, 1.0))
+    for method in ("random", "evit"):
+        if method in methods:
+            base = build_baseline(method, dense, groups, [1.0] * G, seed=seed, timesformer_kwargs=timesformer_kwargs)
+            for r in keep_ratios:
+                out.append(Variant(method, f"keep {r:g}", BudgetView(base, keep_ratio=[float(r)] * G),
+                                   ratio_token_fraction(groups, r)))
+    if "tome" in methods:
+        base = build_baseline("tome", dense, groups, seed=seed, timesformer_kwargs=timesformer_kwargs)
+        S = (base.img_size // base.patch_size) ** 2
+        rs = list(tome_rs) if tome_rs else [tome_r_for_fraction(S, depth, ratio_token_fraction(groups, r))
+                                            for r in keep_ratios]
+        for r in rs:
+            out.append(Variant("tome", f"r {r}", BudgetView(base, merge_r=int(r)),
+                               sum(tome_token_counts(S, depth, int(r))) / (depth * S)))
+    if iared is not None:
+        if "iared_ratio" in methods:
+            for r in keep_ratios:
+                out.append(Variant("iared_ratio", f"keep {r:g}",
+                                   BudgetView(iared, mode="keep_ratio", keep_ratio=[float(r)] * G, group_policy=None,
+                                              active_groups=G),
+                                   ratio_token_fraction(groups, r)))
+        if "iared_threshold" in methods:
+            for t in thresholds:
+                # the fraction depends on the clips: filled in from the measured keep rates
+                out.append(Variant("iared_threshold", f"thr {t:g}",
+                                   BudgetView(iared, mode="threshold", threshold=float(t), group_policy=None,
+                                              active_groups=G),
+                                   math.nan))
+    return out
+
+
+# ----------------------------------------------------------------------------- measurements
+def variant_gflops(model: nn.Module, clip: torch.Tensor) -> float:
+    """fvcore GFLOPs (GMACs) of one forward on ``clip`` (1, C, T, H, W); raises if a heavy op went uncounted."""
+    from video_iared.analysis.flops import flop_analysis, heavy_unsupported_ops
+
+    with torch.no_grad():
+        analysis = flop_analysis(model.eval(), clip)
+        total = analysis.total()
+        heavy = {k: v for k, v in heavy_unsupported_ops(analysis).items() if k not in EXTRA_CHEAP_OPS}
+    if heavy:
+        raise RuntimeError(f"fvcore has no handle for heavy ops {heavy}: the GFLOPs count would be wrong")
+    return total / 1e9
+
+
+def _token_fraction_from_rates(rates: Sequence[float], groups: Sequence[int]) -> float:
+    """Measured keep rate after each group (G,) -> mean fraction of the patch tokens per block."""
+    return sum(r * n for r, n in zip(rates, groups)) / sum(groups)
+
+
+def cache_multiview(loader, max_videos: int = 0) -> List[List[Dict]]:
+    """Decode the test split once: the loader's batches (lists of multi-view items) kept in memory."""
+    batches, n = [], 0
+    for batch in tqdm(loader, desc="decode test videos", leave=False, dynamic_ncols=True):
+        if max_videos:
+            batch = batch[: max(0, max_videos - n)]
+        if batch:
+            batches.append(batch)
+            n += len(batch)
+        if max_videos and n >= max_videos:
+            break
+    return batches
+
+
+def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num_classes: int, views: int,
+                     device: torch.device, views_per_chunk: int, groups: Sequence[int]) -> None:
+    """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax)."""
+    from video_iared.engine.multiview_test import ChunkOutput, run_multiview, summarize
+
+    def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
+        logits = model(v)
+        keep = getattr(model, "last_keep_rates", None)
+        return ChunkOutput(logits, None, None if keep is None else keep.detach().float().cpu())
+
+    for var in tqdm(variants, desc="accuracy", dynamic_ncols=True):
+        base = var.model.model if isinstance(var.model, BudgetView) else var.model
+        if hasattr(base, "reseed"):  # the random baseline: the same draws for every run of the benchmark
+            base.reseed()
+        records = run_multiview(var.model, batches, device, views_per_chunk, "mean_softmax", None, fwd,
+                                show_progress=False)
+        s = summarize(records, num_classes, views)
+        var.results.update(top1=s["video_top1"], top5=s["video_top5"], videos=s["videos"], failed=s["failed"])
+        if var.method == "iared_threshold" and "keep_rates" in s:
+            var.token_fraction = _token_fraction_from_rates(s["keep_rates"], groups)
+            var.results["keep_rates"] = s["keep_rates"]
+
+
+def measure_gflops(variants: Sequence[Variant], clips: torch.Tensor) -> None:
+    """Mean / min / max fvcore GFLOPs per view of every variant over ``clips`` (n, C, T, H, W), one trace each."""
+    for var in tqdm(variants, desc="fvcore GFLOPs", dynamic_ncols=True):
+        g = [variant_gflops(var.model, c.unsqueeze(0)) for c in clips]
+        var.results.update(gflops=statistics.mean(g), gflops_min=min(g), gflops_max=max(g), gflops_views=len(g))
+
+
+def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], warmup: int, reps: int,
+                  precision: str = "fp32") -> str:
+    """Wall-clock per forward at each batch size (clips: batch size -> (B, C, T, H, W)), variants interleaved.
+
+    The ``warmup`` untimed rounds run at the first batch size only (on a 2-core CPU a TimeSformer-B round at
+    batch 8 costs minutes); the first timed repetition at the largest batch size also records the peak memory
+    (``peak_mem_mb``). Returns what the memory figure is.
+    """
+    from video_iared.analysis.speed import _time_once
+
+    sizes = list(clips)
+    mem_bs = max(sizes)
+    for _ in tqdm(range(warmup), desc=f"warm-up batch {sizes[0]}", leave=False, dynamic_ncols=True):
+        for var in variants:
+            _time_once(var.model, clips[sizes[0]], precision)
+    for bs in sizes:
+        clip = clips[bs]
+        times: List[List[float]] = [[] for _ in variants]
+        for rep in tqdm(range(reps), desc=f"timing batch {bs} (interleaved)", dynamic_ncols=True):
+            for i, var in enumerate(variants):
+                if rep == 0 and bs == mem_bs:
+                    with PeakMemory(clip.device) as mem:
+                        times[i].append(_time_once(var.model, clip, precision)[0])
+                    var.results["peak_mem_mb"] = mem.peak_mb
+                else:
+                    times[i].append(_time_once(var.model, clip, precision)[0])
+        for var, t in zip(variants, times):
+            per_clip = [1000.0 * s / bs for s in t]
+            var.results[f"ms_b{bs}"] = statistics.median(per_clip)
+            var.results[f"ms_b{bs}_min"] = min(per_clip)
+            var.results[f"ms_b{bs}_max"] = max(per_clip)
+            var.results[f"clips_per_s_b{bs}"] = 1000.0 / statistics.median(per_clip)
+    what = "CUDA max_memory_allocated" if clips[mem_bs].is_cuda else "CPU peak RSS (sampled each ms)"
+    return f"{what} during the first timed batch-{mem_bs} forward, above the level before it"
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Context manager: peak resident set size (bytes) of this process while inside, sampled by a thread."""
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        self.interval_s = interval_s
+        self.start = self.peak = 0
+        self._stop = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval_s)
+
+    def __enter__(self) -> "PeakRSS":
+        self.start = self.peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
+class PeakMemory:
+    """Peak memory (MB) of what runs inside, above the level at entry: CUDA ``max_memory_allocated`` on a
+    CUDA device, else the sampled peak RSS (``PeakRSS``)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.peak_mb = math.nan
+
+    def __enter__(self) -> "PeakMemory":
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._rss = PeakRSS().__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+        else:
+            self._rss.__exit__(*exc)
+            self.peak_mb = (self._rss.peak - self._rss.start) / 2**20
+
+
+# ----------------------------------------------------------------------------- outputs
+def csv_columns(batch_sizes: Sequence[int]) -> List[str]:
+    """The CSV header: identity, accuracy, GFLOPs, then per batch size ms/clip (median, min, max) and clips/s."""
+    cols = ["method", "budget", "token_fraction", "top1", "top5", "gflops", "gflops_min", "gflops_max", "gflops_views"]
+    for bs in batch_sizes:
+        cols += [f"ms_b{bs}", f"ms_b{bs}_min", f"ms_b{bs}_max", f"clips_per_s_b{bs}"]
+    return cols + ["peak_mem_mb"]
+
+
+def _fmt(v, nd: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def write_csv(variants: Sequence[Variant], path: str, batch_sizes: Sequence[int]) -> None:
+    cols = csv_columns(batch_sizes)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for v in variants:
+            row = {"method": v.method, "budget": v.budget, "token_fraction": v.token_fraction, **v.results}
+            w.writerow([row.get(c, "") for c in cols])
+
+
+def markdown_table(variants: Sequence[Variant], batch_sizes: Sequence[int]) -> str:
+    """The human table: accuracy, GFLOPs, latency with spread, throughput, memory."""
+    dense = next((v for v in variants if v.method == "dense"), None)
+    head = ["method", "budget", "tokens", "top-1 %", "GFLOPs/view", "GFLOPs x"]
+    for bs in batch_sizes:
+        head += [f"ms/clip b{bs} (min–max)", f"clips/s b{bs}"]
+    head += ["speed-up b1", "peak MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in variants:
+        r = v.results
+        g = r.get("gflops")
+        gx = dense.results["gflops"] / g if dense and g else math.nan
+        cells = [LABELS.get(v.method, v.method), v.budget or "–", _fmt(v.token_fraction, 3), _fmt(r.get("top1")),
+                 _fmt(g, 4), _fmt(gx)]
+        for bs in batch_sizes:
+            spread = f"{_fmt(r.get(f'ms_b{bs}_min'), 1)}–{_fmt(r.get(f'ms_b{bs}_max'), 1)}"
+            cells += [f"{_fmt(r.get(f'ms_b{bs}'), 1)} ({spread})", _fmt(r.get(f"clips_per_s_b{bs}"), 1)]
+        b1 = r.get(f"ms_b{batch_sizes[0]}")
+        sp = dense.results.get(f"ms_b{batch_sizes[0]}") / b1 if dense and b1 else math.nan
+        cells += [_fmt(sp), _fmt(r.get("peak_mem_mb"), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(variants: Sequence[Variant], x_key: str, x_label: str, path: str, title: str) -> Optional[str]:
+    """Top-1 against ``x_key`` for every method (one line each, dense as a point); None if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [v for v in variants if not math.isnan(v.results.get("top1", math.nan)) and x_key in v.results]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    markers = {"dense": "*", "random": "x", "evit": "s", "tome": "^", "iared_ratio": "o", "iared_threshold": "D"}
+    for method in ALL_METHODS:
+        mv = sorted((v for v in pts if v.method == method), key=lambda v: v.results[x_key])
+        if not mv:
+            continue
+        xs, ys = [v.results[x_key] for v in mv], [v.results["top1"] for v in mv]
+        style = dict(marker=markers[method], label=LABELS[method])
+        if method == "dense":
+            ax.scatter(xs, ys, s=160, color="black", zorder=5, **style)
+        else:
+            ax.plot(xs, ys, linestyle="-", **style)
+        for v in mv:
+            if v.budget:
+                ax.annotate(v.budget, (v.results[x_key], v.results["top1"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("video top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- the config-level entry point
+@dataclass
+class MethodBenchmarkOptions:
+    """What ``run_method_benchmark`` measures (tools/benchmark.py --methods fills it from the command line)."""
+
+    methods: Sequence[str] = ALL_METHODS
+    keep_ratios: Sequence[float] = (0.7, 0.5, 0.3)
+    thresholds: Sequence[float] = (0.3, 0.5, 0.7)
+    tome_r: Optional[Sequence[int]] = None
+    dense_checkpoint: str = "auto"  # a path, "auto" (the run_net outputs of the config, if any) or "" (random)
+    iared_checkpoint: str = "auto"
+    accuracy: bool = True
+    max_videos: int = 0  # 0 = the whole test split
+    gflops_views: int = 8
+    batch_sizes: Sequence[int] = (1, 8)
+    warmup: int = 1
+    reps: int = 3
+    precision: str = "fp32"
+    out_dir: str = ""
+    quick: bool = False
+
+
+def quick_options(opts: MethodBenchmarkOptions) -> MethodBenchmarkOptions:
+    """The CI setting: two budgets, a few videos, one GFLOPs view, batch sizes 1 and 2, one repetition."""
+    o = copy.copy(opts)
+    o.keep_ratios, o.thresholds = list(opts.keep_ratios)[:2], list(opts.thresholds)[:2]
+    o.tome_r = list(opts.tome_r)[:2] if opts.tome_r else None
+    o.max_videos = opts.max_videos or 4
+    o.gflops_views, o.batch_sizes, o.warmup, o.reps = 1, (1, 2), 0, 1
+    return o
+
+
+def resolve_checkpoints(cfg, dense: str, iared: str) -> "tuple[str, str]":
+    """Replace "auto" by what ``tools/run_net.py --cfg`` wrote for this config: the dense model's latest epoch
+    checkpoint (OUTPUT_DIR/dense/checkpoints for an IA-RED² config, else OUTPUT_DIR/checkpoints) and the IA-RED²
+    model's ``checkpoint_iared.pyth``; "" (random weights) where there is none."""
+    from video_iared.checkpoint.io import checkpoint_dir, latest_checkpoint
+
+    if dense == "auto":
+        dense = latest_checkpoint(os.path.join(cfg.OUTPUT_DIR, "dense") if cfg.IARED.ENABLE else cfg.OUTPUT_DIR) or ""
+    if iared == "auto":
+        path = os.path.join(checkpoint_dir(cfg.OUTPUT_DIR), "checkpoint_iared.pyth")
+        iared = path if os.path.isfile(path) else ""
+    return dense, iared
+
+
+def _load_models(cfg, opts: MethodBenchmarkOptions, device: torch.device):
+    """(dense TimeSformer, IA-RED² model or None, groups, timesformer kwargs, weights note)."""
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.models.timesformer import TimeSformer
+    from video_iared.pruning.build import iared_kwargs
+    from video_iared.pruning.iared import IAREDTimeSformer
+
+    torch.manual_seed(cfg.RNG_SEED)
+    tkw = timesformer_kwargs(cfg)
+    tkw["drop_path_rate"] = 0.0  # eval only
+    dense = TimeSformer(**tkw)
+    if opts.dense_checkpoint:
+        load_checkpoint(opts.dense_checkpoint, dense)
+    ikw = iared_kwargs(cfg)
+    groups = list(ikw["groups"])
+    ikw.update(execution="packed", keep_ratio=[1.0] * len(groups))  # the budget views set mode and ratios
+    iared = None
+    if "iared_ratio" in opts.methods or "iared_threshold" in opts.methods:
+        iared = IAREDTimeSformer(**ikw, **tkw)
+        if opts.iared_checkpoint:
+            load_checkpoint(opts.iared_checkpoint, iared)
+        else:  # random interpreters on the dense weights: only keep_ratio budgets mean anything for speed
+            iared.load_state_dict(dense.state_dict(), strict=False)
+        iared = iared.to(device).eval()
+    note = (f"dense weights: {opts.dense_checkpoint or 'RANDOM'}; IA-RED² weights: "
+            f"{opts.iared_checkpoint or ('RANDOM interpreters on the dense weights' if iared is not None else 'n/a')}")
+    return dense.to(device).eval(), iared, groups, tkw, note
+
+
+def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
+    """Build every variant of ``cfg``'s model, measure it (see the module docstring), write the table and plots.
+
+    Accuracy needs the test split (``cfg.DATA``) and trained weights; without ``opts.accuracy`` (TimeSformer-B
+    speed runs) clips are random normal tensors and the accuracy columns stay empty. Returns the variants.
+    """
+    from video_iared.analysis.speed import load_note
+
+    if opts.quick:
+        opts = quick_options(opts)
+    device = torch.device("cuda" if cfg.DEVICE == "cuda" or (cfg.DEVICE == "auto" and cfg.NUM_GPUS > 0
+                                                              and torch.cuda.is_available()) else "cpu")
+    out_dir = opts.out_dir or os.path.join(cfg.OUTPUT_DIR, "method_benchmark")
+    os.makedirs(out_dir, exist_ok=True)
+    opts = copy.copy(opts)
+    opts.dense_checkpoint, opts.iared_checkpoint = resolve_checkpoints(cfg, opts.dense_checkpoint,
+                                                                       opts.iared_checkpoint)
+    methods = list(opts.methods)
+    if not opts.iared_checkpoint and "iared_threshold" in methods:
+        logger.warning("no IA-RED² checkpoint: the thresholded IA-RED² rows are left out (random interpreters)")
+        methods.remove("iared_threshold")
+    opts = copy.copy(opts)
+    opts.methods = methods
+    dense, iared, groups, tkw, weights_note = _load_models(cfg, opts, device)
+    variants = build_variants(dense, iared, methods, groups, opts.keep_ratios, opts.thresholds, opts.tome_r, tkw,
+                              cfg.RNG_SEED)
+    logger.info("method benchmark: %d variants (%s); %s", len(variants), ", ".join(v.name for v in variants),
+                weights_note)
+    C, T, S = cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
+    views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    if opts.accuracy:
+        from video_iared.data import build_multiview_loader
+
+        batches = cache_multiview(build_multiview_loader(cfg, cfg.TEST.SPLIT), opts.max_videos)
+        pool = torch.cat([it["views"] for b in batches for it in b if it.get("views") is not None])
+        logger.info("test split %s: %d videos, %d views cached", cfg.TEST.SPLIT, sum(len(b) for b in batches),
+                    pool.shape[0])
+        measure_accuracy(variants, batches, cfg.MODEL.NUM_CLASSES, views, device, cfg.TEST.VIEWS_PER_CHUNK, groups)
+        clip_source = "real test views"
+    else:
+        n = max(max(opts.batch_sizes), opts.gflops_views)
+        pool = torch.randn(n, C, T, S, S, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
+        clip_source = "random clips"
+    measure_gflops(variants, pool[: opts.gflops_views].to(device))
+    while pool.shape[0] < max(opts.batch_sizes):  # too few views for the biggest batch: repeat them
+        pool = torch.cat([pool, pool])
+    before = load_note()
+    speed_clips = {bs: pool[:bs].to(device) for bs in opts.batch_sizes}
+    mem_note = measure_speed(variants, speed_clips, opts.warmup, opts.reps, opts.precision)
+    after = load_note()
+    return write_outputs(variants, cfg, opts, out_dir, weights_note, clip_source, mem_note, before, after, device)
+
+
+def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions, out_dir: str, weights_note: str,
+                  clip_source: str, mem_note: str, before: str, after: str, device: torch.device) -> List[Variant]:
+    """methods.csv / .md / .json and the two plots into ``out_dir``; prints the Markdown table."""
+    import platform
+
+    bs = list(opts.batch_sizes)
+    table = markdown_table(variants, bs)
+    model = (f"TimeSformer {cfg.TIMESFORMER.ATTENTION_TYPE}, dim {cfg.TIMESFORMER.EMBED_DIM}, depth "
+             f"{cfg.TIMESFORMER.DEPTH}, {cfg.DATA.NUM_FRAMES}x{cfg.DATA.TEST_CROP_SIZE}, patch "
+             f"{cfg.TIMESFORMER.PATCH_SIZE}, groups {list(cfg.IARED.GROUPS)}")
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+               f"{device}")
+    notes = [
+        f"model: {model}; {weights_note}",
+        f"accuracy: video top-1 on TEST.SPLIT {cfg.TEST.SPLIT} ({cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x "
+        f"{cfg.TEST.NUM_SPATIAL_CROPS} crops, mean softmax)" if opts.accuracy else "accuracy: not measured",
+        f"GFLOPs: fvcore (1 multiply-add = 1 flop, i.e. GMACs) per view, mean over {opts.gflops_views} {clip_source}",
+        f"timing: {clip_source}, {opts.precision}, warm-up {opts.warmup}, {opts.reps} reps interleaved across "
+        f"variants, median (min–max) ms per clip; tokens = mean fraction of patch tokens per block",
+        f"memory: {mem_note}",
+        f"machine: {machine}; before: {before}; after: {after}",
+    ]
+    md = "\n".join(["# Token-reduction methods side by side", ""] + [f"- {n}" for n in notes] + ["", table, ""])
+    with open(os.path.join(out_dir, "methods.md"), "w") as f:
+        f.write(md)
+    write_csv(variants, os.path.join(out_dir, "methods.csv"), bs)
+    with open(os.path.join(out_dir, "methods.json"), "w") as f:
+        json.dump({"notes": notes, "rows": [{"method": v.method, "budget": v.budget,
+                                             "token_fraction": v.token_fraction, **v.results} for v in variants]},
+                  f, indent=1, default=float)
+    title = f"{model}\n{cfg.TEST.SPLIT} split, {machine}"
+    plot(variants, "gflops", "fvcore GFLOPs per view (GMACs)", os.path.join(out_dir, "acc_vs_gflops.png"), title)
+    plot(variants, f"ms_b{bs[0]}", f"ms per clip at batch {bs[0]} (median)",
+         os.path.join(out_dir, "acc_vs_latency.png"), title)
+    print(md, flush=True)
+    print(f"method benchmark written to {out_dir} (methods.md, methods.csv, methods.json, acc_vs_gflops.png, "
+          f"acc_vs_latency.png)", flush=True)
+    return list(variants)

@@ -1,0 +1,33 @@
+"""Autocast and gradient-scaler choice from the device and a precision name, in one place."""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+
+
+def amp_dtype(device: torch.device, precision: str, key: str = "TEST.PRECISION") -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` ("fp32" | "bf16" | "fp16" | "mixed"), or None for float32.
+
+    "mixed" is TRAIN.MIXED_PRECISION: fp16 on cuda (with a GradScaler), bf16 on the cpu, whose autocast has
+    no fp16 kernels worth using. The inference names follow ``engine.precision.precision_dtype`` (fp16 on the
+    cpu is refused, naming ``key``, rather than silently run in another precision).
+    """
+    if precision == "mixed":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    from video_iared.engine.precision import precision_dtype
+
+    return precision_dtype(precision, device, key)
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """``torch.autocast`` for ``dtype`` on ``device``, or a no-op context for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(device: torch.device, dtype: Optional[torch.dtype]) -> torch.amp.GradScaler:
+    """A GradScaler, enabled only for fp16 on cuda (bf16 has float32's range and needs none)."""
+    return torch.amp.GradScaler(device.type, enabled=(dtype == torch.float16 and device.type == "cuda"))

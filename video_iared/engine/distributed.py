@@ -1,0 +1,123 @@
+"""Process-group set-up under ``torchrun`` and the few collectives the engine needs.
+
+A single-process run (no ``WORLD_SIZE`` > 1 in the environment) initialises nothing: every helper then works
+on the one process, so the engine code is the same with and without torchrun.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits: its rank, the world size, its local rank and the device it computes on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str, num_gpus: int, local_rank: int = 0) -> torch.device:
+    """The compute device from the config's DEVICE ("auto" | "cpu" | "cuda") and NUM_GPUS (0 forces the cpu)."""
+    if device == "cpu" or num_gpus == 0:
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("DEVICE is 'cuda' but torch.cuda.is_available() is False; set DEVICE auto or cpu")
+    if device in ("cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    if device == "auto":
+        return torch.device("cpu")
+    raise ValueError(f"DEVICE: unknown device {device!r} (auto | cpu | cuda)")
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device: str = "auto", num_gpus: int = 1, backend: str = "auto") -> DistInfo:
+    """Initialise ``torch.distributed`` from torchrun's env:// variables when WORLD_SIZE > 1.
+
+    ``backend`` "auto" picks nccl on cuda and gloo on cpu (DIST_BACKEND).
+    """
+    world = env_world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, num_gpus, local_rank)
+    if world <= 1:
+        return DistInfo(0, 1, 0, dev)
+    if backend == "auto":
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+    if backend == "nccl" and dev.type != "cuda":
+        raise RuntimeError("DIST_BACKEND nccl needs cuda; use gloo (or auto) on the cpu")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, init_method="env://", timeout=datetime.timedelta(minutes=30))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev)
+
+
+def is_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_initialized() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def barrier() -> None:
+    if is_initialized():
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> List[Any]:
+    """Every process's ``obj`` in rank order (a one-element list without a process group)."""
+    if not is_initialized():
+        return [obj]
+    out: List[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(values: List[float], device: torch.device = torch.device("cpu")) -> List[float]:
+    """Element-wise sum of a list of numbers over all processes."""
+    if not is_initialized():
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` from rank ``src`` on every process."""
+    if not is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def cleanup() -> None:
+    if is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,313 @@
+"""Multi-view testing: every video decoded once, its views run in chunks, ensembled per video.
+
+The loader yields lists of per-video items (the data contract): ``{"index", "path", "label", "views"
+(V, C, T, H, W) or None, "error"}``. Views of all the good videos in a batch are concatenated and run through
+the model ``views_per_chunk`` at a time (batching across videos), then split back per video. A video whose
+decoding failed becomes a record with its error: it is reported and counted, never replaced by another.
+Under torchrun each process tests its shard; the records are gathered and de-duplicated by video index so
+every video is counted exactly once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from video_iared.engine import distributed as du
+from video_iared.engine.amp import autocast
+from video_iared.engine.ensemble import ensemble_views, sweep_settings, view_subset
+from video_iared.engine.meters import mean_class_accuracy, topk_correct
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChunkOutput:
+    """What the model gives for a chunk of n views: logits (n, K); optionally GFLOPs (n,) and keep rates (n, G)."""
+
+    logits: torch.Tensor
+    gflops: Optional[torch.Tensor] = None
+    keep_rates: Optional[torch.Tensor] = None
+
+
+# forward_fn(model, views (n, C, T, H, W)) -> ChunkOutput
+ForwardFn = Callable[[nn.Module, torch.Tensor], ChunkOutput]
+
+
+def dense_forward(gflops_per_view: Optional[float] = None) -> ForwardFn:
+    """A forward function for a dense model, whose cost per view is one constant measured once."""
+    def fn(model: nn.Module, views: torch.Tensor) -> ChunkOutput:
+        logits = model(views)
+        g = None if gflops_per_view is None else torch.full((views.shape[0],), float(gflops_per_view))
+        return ChunkOutput(logits, g)
+    return fn
+
+
+@torch.no_grad()
+def run_multiview(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    views_per_chunk: int = 16,
+    ensemble_method: str = "mean_softmax",
+    dtype: Optional[torch.dtype] = None,
+    forward_fn: Optional[ForwardFn] = None,
+    show_progress: bool = True,
+) -> List[Dict]:
+    """Per-video records of this process's shard (see ``results.write_predictions`` for the fields).
+
+    Each record also holds ``view_logits`` (V, K) on the cpu, which the view sweep and SAVE_VIEW_LOGITS use.
+    """
+    model.eval()
+    forward_fn = forward_fn or dense_forward()
+    records: List[Dict] = []
+    total = len(loader) if hasattr(loader, "__len__") else None
+    bar = tqdm(loader, total=total, desc="test", leave=False, dynamic_ncols=True,
+               disable=not (show_progress and du.is_main_process() and sys.stderr.isatty()))
+    for batch in bar:
+        good = [it for it in batch if it.get("views") is not None and not it.get("error")]
+        for it in batch:
+            if it.get("views") is None or it.get("error"):
+                records.append(_record(it, None, None, None, ensemble_method))
+        if not good:
+            continue
+        counts = [it["views"].shape[0] for it in good]
+        views = torch.cat([it["views"] for it in good])  # (sum V, C, T, H, W)
+        logits, gflops, keeps = [], [], []
+        for chunk in views.split(views_per_chunk):
+            with autocast(device, dtype):
+                out = forward_fn(model, chunk.to(device, non_blocking=True))
+            logits.append(out.logits.float().cpu())
+            gflops.append(out.gflops.float().cpu() if out.gflops is not None else torch.full((chunk.shape[0],), math.nan))
+            if out.keep_rates is not None:
+                keeps.append(out.keep_rates.float().cpu())
+        logits_all = torch.cat(logits).split(counts)
+        gflops_all = torch.cat(gflops).split(counts)
+        keeps_all = torch.cat(keeps).split(counts) if keeps else [None] * len(good)
+        for it, lg, gf, kp in zip(good, logits_all, gflops_all, keeps_all):
+            records.append(_record(it, lg, gf, kp, ensemble_method))
+    return records
+
+
+def _record(item: Dict, view_logits, gflops, keep_rates, method: str) -> Dict:
+    ok = view_logits is not None
+    return {
+        "index": int(item["index"]),
+        "path": str(item.get("path", "")),
+        "label": int(item["label"]),
+        "error": None if ok else (item.get("error") or "no views decoded"),
+        "view_logits": view_logits,
+        "probs": ensemble_views(view_logits, method) if ok else None,
+        "gflops": float(gflops.mean()) if ok and gflops is not None else math.nan,
+        "keep_rates": keep_rates.mean(dim=0).tolist() if keep_rates is not None else None,
+    }
+
+
+def gather_records(records: List[Dict]) -> List[Dict]:
+    """All processes' records, one per video index (first occurrence wins), sorted by index."""
+    merged: Dict[int, Dict] = {}
+    for part in du.all_gather_objects(records):
+        for r in part:
+            merged.setdefault(r["index"], r)
+    return [merged[k] for k in sorted(merged)]
+
+
+def summarize(records: List[Dict], num_classes: int, views: int) -> Dict:
+    """Video-level top-1 / top-5 / mean class accuracy (percent) over the videos that were evaluated.
+
+    ``videos`` counts evaluated videos, ``failed`` the ones that could not be decoded (not in the accuracy).
+    ``gflops_per_view`` is the mean over every evaluated view.
+    """
+    ok = [r for r in records if r["probs"] is not None]
+    failed = len(records) - len(ok)
+    out = {"video_top1": math.nan, "video_top5": math.nan, "mean_class_acc": math.nan,
+           "videos": len(ok), "failed": failed, "views": views, "gflops_per_view": math.nan}
+    if not ok:
+        return out
+    probs = torch.stack([r["probs"] for r in ok])
+    labels = torch.tensor([r["label"] for r in ok])
+    c1, c5 = topk_correct(probs, labels, (1, 5))
+    out["video_top1"] = 100.0 * c1 / len(ok)
+    out["video_top5"] = 100.0 * c5 / len(ok)
+    out["mean_class_acc"] = mean_class_accuracy(probs.argmax(1), labels, num_classes)
+    g = [(r["gflops"], r["view_logits"].shape[0]) for r in ok if not math.isnan(r["gflops"])]
+    if g:
+        out["gflops_per_view"] = sum(a * n for a, n in g) / sum(n for _, n in g)
+    keeps = [r["keep_rates"] for r in ok if r.get("keep_rates") is not None]
+    if keeps:
+        out["keep_rates"] = torch.tensor(keeps).mean(0).tolist()
+    return out
+
+
+def view_sweep(records: List[Dict], num_clips: int, num_crops: int, method: str) -> List[Dict]:
+    """Video top-1 / top-5 for fewer clips x crops, from the same per-view logits (no extra decoding)."""
+    ok = [r for r in records if r["view_logits"] is not None]
+    rows = []
+    if not ok:
+        return rows
+    labels = torch.tensor([r["label"] for r in ok])
+    for clips, crops in sweep_settings(num_clips, num_crops):
+        idx = view_subset(num_clips, num_crops, clips, crops)
+        probs = torch.stack([ensemble_views(r["view_logits"][idx], method) for r in ok])
+        c1, c5 = topk_correct(probs, labels, (1, 5))
+        rows.append({"clips": clips, "crops": crops, "views": len(idx),
+                     "video_top1": 100.0 * c1 / len(ok), "video_top5": 100.0 * c5 / len(ok)})
+    return rows
+
+
+def summary_line(summary: Dict) -> str:
+    """The machine-readable line that ends the test stage."""
+    return ("video_top1={video_top1:.4f} video_top5={video_top5:.4f} videos={videos:d} failed={failed:d} "
+            "views={views:d} gflops_per_view={gflops_per_view:.6f}").format(**summary)
+
+
+def parse_summary_line(line: str) -> Dict[str, float]:
+    """The fields of a summary line (a label before the first field is ignored)."""
+    out: Dict[str, float] = {}
+    for tok in line.split():
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            out[k] = int(v) if k in ("videos", "failed", "views") else float(v)
+    return out
+
+
+def sweep_table(rows: Sequence[Dict]) -> str:
+    lines = ["clips x crops  views  video top-1  video top-5"]
+    for r in rows:
+        lines.append(f"{r['clips']:>5d} x {r['crops']:<5d}  {r['views']:>5d}  {r['video_top1']:>10.2f}  {r['video_top5']:>10.2f}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the TEST stage (config level)
+def iared_forward(gflops_fn: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None) -> ForwardFn:
+    """A forward function for the IA-RED² model: its keep rates per view and GFLOPs measured per clip.
+
+    ``gflops_fn(model, views) -> (n,)`` measures each view's cost on the view itself (a pruned model's cost
+    depends on its input); without one, every view is traced by fvcore on its own (slow but exact).
+    """
+    from video_iared.analysis.flops import model_gflops
+
+    def per_view(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views])
+
+    measure = gflops_fn or per_view
+
+    def fn(model: nn.Module, views: torch.Tensor) -> ChunkOutput:
+        logits = model(views)
+        bare = getattr(model, "_orig_mod", model)  # under TEST.COMPILE: the module itself, for state and tracing
+        keep = getattr(bare, "last_keep_rates", None)
+        keep = keep.detach().clone() if keep is not None else None
+        with torch.autocast(device_type=views.device.type, enabled=False):
+            gflops = measure(bare, views.float())
+        return ChunkOutput(logits, torch.as_tensor(gflops, dtype=torch.float64).reshape(-1), keep)
+
+    return fn
+
+
+def _find_iared_gflops_fn() -> Optional[Callable]:
+    """The pruning package's per-clip GFLOPs function, if it provides one."""
+    for module, name in (("video_iared.pruning", "clip_gflops"), ("video_iared.analysis.flops", "per_clip_gflops")):
+        try:
+            mod = __import__(module, fromlist=[name])
+        except ImportError:
+            continue
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str = "") -> nn.Module:
+    """``build_model(cfg)`` with the weights to evaluate: TEST.CHECKPOINT_FILE_PATH when set (PySlowFast's
+    rule), else ``checkpoint`` (the one just trained), else the latest checkpoint of OUTPUT_DIR; loaded
+    strictly through ``load_checkpoint``; in eval mode."""
+    import os
+
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.checkpoint.io import latest_checkpoint
+    from video_iared.models import build_model
+
+    model = build_model(cfg).to(device)
+    path = cfg.TEST.CHECKPOINT_FILE_PATH or checkpoint or latest_checkpoint(cfg.OUTPUT_DIR)
+    if not path:
+        raise FileNotFoundError(
+            f"no weights to evaluate: set TEST.CHECKPOINT_FILE_PATH, or train first (no checkpoint in "
+            f"{os.path.join(cfg.OUTPUT_DIR, 'checkpoints')})")
+    logger.info("%sevaluating weights %s", tag, path)
+    load_checkpoint(path, model)
+    return model.eval()
+
+
+def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: str = "") -> Dict:
+    """Multi-view test of ``build_model(cfg)`` with the weights ``build_test_model`` picks; writes the predictions files and returns the summary dict
+    (``summary_line`` formats it). Every process returns the same summary.
+    """
+    import os
+
+    from video_iared.analysis.flops import log_model_info, model_gflops
+    from video_iared.data import build_multiview_loader
+    from video_iared.engine.amp import amp_dtype
+    from video_iared.engine.precision import maybe_compile
+    from video_iared.engine.results import write_predictions
+
+    info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    device = info.device
+    t = cfg.TEST
+    tag = f"[{label}] " if label else ""
+    model = build_test_model(cfg, device, checkpoint, tag)
+    model.eval()
+    views = t.NUM_ENSEMBLE_VIEWS * t.NUM_SPATIAL_CROPS
+    clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
+                       cfg.DATA.TEST_CROP_SIZE, device=device)
+    if cfg.IARED.ENABLE:
+        forward_fn = iared_forward(_find_iared_gflops_fn())
+    else:
+        # A dense model costs the same on every clip: one fvcore trace is exact.
+        forward_fn = dense_forward(model_gflops(model, clip))
+    if cfg.LOG_MODEL_INFO and info.is_main:
+        log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0],
+                       views=views, log=logger)
+    loader = build_multiview_loader(cfg, t.SPLIT, rank=info.rank, world_size=info.world_size)
+    dataset = loader.dataset
+    dtype = amp_dtype(device, t.PRECISION)
+    # the pruned model's shapes change with every clip's kept set: compile it with dynamic shapes
+    run_model = maybe_compile(model, t.COMPILE, dynamic=True if cfg.IARED.ENABLE else None)
+    local = run_multiview(run_model, loader, device, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, dtype, forward_fn)
+    records = gather_records(local)
+    summary = summarize(records, cfg.MODEL.NUM_CLASSES, views)
+    if info.is_main:
+        stem = os.path.abspath(os.path.join(cfg.OUTPUT_DIR, t.SAVE_RESULTS_PATH))
+        csv_path, pt_path = write_predictions(stem, records, cfg.MODEL.NUM_CLASSES,
+                                              getattr(dataset, "class_names", None), 5, t.ENSEMBLE_METHOD,
+                                              t.SAVE_VIEW_LOGITS)
+        summary["predictions_csv"], summary["predictions_pt"] = csv_path, pt_path
+        for r in records:
+            if r["error"]:
+                logger.warning("%sfailed video %d %s: %s", tag, r["index"], r["path"], r["error"])
+        logger.info("%stest (%s split, %d clips x %d crops, %s): video top-1 %.2f%%, top-5 %.2f%%, mean class "
+                    "accuracy %.2f%% on %d videos (%d failed); %.4f GFLOPs per view (fvcore, 1 MAC = 1 flop), "
+                    "x %d views = %.4f GFLOPs per video", tag, t.SPLIT, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS,
+                    t.ENSEMBLE_METHOD, summary["video_top1"], summary["video_top5"], summary["mean_class_acc"],
+                    summary["videos"], summary["failed"], summary["gflops_per_view"], views,
+                    summary["gflops_per_view"] * views)
+        if "keep_rates" in summary:
+            logger.info("%smean keep rate after each group: %s", tag,
+                        ", ".join(f"{k:.3f}" for k in summary["keep_rates"]))
+        if cfg.IARED.ENABLE:  # per-clip GFLOPs: mean / min / max, the dense count, the analytic check
+            from video_iared.pruning.cost import cost_report
+
+            summary["cost"], lines = cost_report(records, model, clip)
+            for line in lines:
+                logger.info("%s%s", tag, line)
+        logger.info("%spredictions: %s and %s", tag, csv_path, pt_path)
+        if t.VIEW_SWEEP:
+            rows = view_sweep(records, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS, t.ENSEMBLE_METHOD)
+            summary["view_sweep"] = rows
+            logger.info("%sview sweep (same decodes):\n%s", tag, sweep_table(rows))
+    return du.broadcast_object(summary)

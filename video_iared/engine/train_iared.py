@@ -1,0 +1,154 @@
+"""The IA-RED² training run: the interpreter curriculum from a trained dense model, then optional finetuning.
+
+``train_iared(cfg, dense_checkpoint) -> path of the final checkpoint``; ``run.py`` calls it after the dense
+model is trained (or with IARED.DENSE_CHECKPOINT). Reuses the engine's loader, optimizer builder, checkpoint
+writer and stats writer; the curriculum itself (stages, REINFORCE step) is ``video_iared.pruning.curriculum``.
+
+Outputs in OUTPUT_DIR: ``checkpoints/iared_stage_XX.pyth`` after each curriculum stage (a rerun with
+TRAIN.AUTO_RESUME skips the stages already saved), ``checkpoints/iared_finetune_epoch_XXXXX.pyth``, and the
+final ``checkpoints/checkpoint_iared.pyth``; stats.jsonl lines with ``"stage": "iared_curriculum"`` /
+``"iared_val"`` / ``"iared_finetune"`` holding per-group keep rates, rewards, and sampled / thresholded accuracy.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from video_iared.checkpoint import io as ckpt_io
+from video_iared.engine import distributed as du
+from video_iared.engine.optim import build_optimizer, lr_at_epoch
+from video_iared.engine.stats import StatsWriter
+from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policies
+
+logger = logging.getLogger(__name__)
+
+
+def _arch(cfg: CfgNode) -> dict:
+    from video_iared.engine.train import arch_from_cfg
+
+    return arch_from_cfg(cfg)
+
+
+def _stage_path(output_dir: str, stage: int) -> str:
+    return os.path.join(ckpt_io.checkpoint_dir(output_dir), f"iared_stage_{stage:02d}.pyth")
+
+
+def final_checkpoint_path(output_dir: str) -> str:
+    """``OUTPUT_DIR/checkpoints/checkpoint_iared.pyth``: the trained IA-RED² model."""
+    return os.path.join(ckpt_io.checkpoint_dir(output_dir), "checkpoint_iared.pyth")
+
+
+def _fmt(v) -> str:
+    return "[" + ", ".join(f"{x:.3f}" for x in v) + "]" if isinstance(v, (list, tuple)) else f"{v:.3f}"
+
+
+def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
+    """Curriculum (one stage per group, IARED.CURRICULUM_EPOCHS each) + IARED.FINETUNE_EPOCHS of finetuning."""
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.data import build_loader
+    from video_iared.pruning import build_iared_model
+
+    info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    device = info.device
+    ia = cfg.IARED
+    model = build_iared_model(cfg)
+    report = load_checkpoint(dense_checkpoint, model)  # strict: only the interpreters may be missing
+    logger.info("IA-RED²: backbone from %s (%d tensors loaded)", dense_checkpoint, len(report.loaded))
+    model.to(device)
+    arch = _arch(cfg)
+    stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
+    train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
+    val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
+    G = model.num_groups
+    mode = ia.MODE
+    logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
+                "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), mode,
+                ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
+
+    for stage in range(G):
+        path = _stage_path(cfg.OUTPUT_DIR, stage)
+        if cfg.TRAIN.AUTO_RESUME and os.path.isfile(path):
+            load_checkpoint(path, model)
+            logger.info("IA-RED² stage %d: resumed from %s", stage, path)
+            continue
+        trainable = set_stage(model, stage)
+        optimizer = build_optimizer(model, "adamw", ia.BASE_LR, 0.0)
+        logger.info("IA-RED² stage %d: training %d tensors (%s ...)", stage, len(trainable), trainable[0])
+        epochs = ia.CURRICULUM_EPOCHS
+        for epoch in range(epochs):
+            torch.manual_seed(cfg.RNG_SEED + 1000 * (stage + 1) + epoch)
+            sampler = getattr(train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            t0 = time.perf_counter()
+            # cosine decay of the interpreter's learning rate within the stage
+            lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
+            tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr)
+            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU)
+            logger.info(
+                "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
+                "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, cost %.3f, %.0f s", stage, epoch + 1,
+                epochs, tr["reward"], tr["top1_sampled"], _fmt(tr["keep_rates"]), val.get("top1_sampled", -1),
+                val.get("top1_threshold", -1), _fmt(val.get("keep_rates_threshold", [])),
+                val.get("cost_fraction_threshold", -1), time.perf_counter() - t0)
+            stats.write({"stage": "iared_curriculum", "curriculum_stage": stage, "epoch": epoch + 1, "lr": lr,
+                         **{f"train_{k}": v for k, v in tr.items()},
+                         **{f"keep_rate_g{g}": v for g, v in enumerate(tr["keep_rates"])}})
+            stats.write({"stage": "iared_val", "curriculum_stage": stage, "epoch": epoch + 1, **val})
+        if info.is_main:
+            ckpt_io.save_checkpoint(path, model, stage + 1, None, None, cfg.dump(), arch)
+        du.barrier()
+
+    if ia.FINETUNE_EPOCHS > 0:
+        _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info)
+
+    set_stage(model, FINETUNE)
+    model.active_groups = G
+    final = final_checkpoint_path(cfg.OUTPUT_DIR)
+    if info.is_main:
+        ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch)
+    du.barrier()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    logger.info("IA-RED² training done: %s", final)
+    return final
+
+
+def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info) -> None:
+    """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens."""
+    from video_iared.engine.amp import amp_dtype, make_scaler
+    from video_iared.engine.train import train_one_epoch, wrap_ddp
+
+    ia = cfg.IARED
+    set_stage(model, FINETUNE)
+    model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
+    s = cfg.SOLVER
+    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, ia.FINETUNE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+    dtype = amp_dtype(device, "mixed" if cfg.TRAIN.MIXED_PRECISION else "fp32")
+    scaler = make_scaler(device, dtype)
+    net = wrap_ddp(model, info, find_unused=True)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
+    epochs = ia.FINETUNE_EPOCHS
+    lr_fn = lambda e: lr_at_epoch(e, "cosine", ia.FINETUNE_LR, epochs)  # noqa: E731
+    try:
+        for epoch in range(epochs):
+            torch.manual_seed(cfg.RNG_SEED + 7919 + epoch)
+            summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
+                                      cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD)
+            model.group_policy = None
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU)
+            model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
+            logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
+                        epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),
+                        _fmt(val.get("keep_rates_threshold", [])))
+            stats.write({"stage": "iared_finetune", "epoch": epoch + 1, **summary, **val})
+            if info.is_main:
+                path = os.path.join(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR), f"iared_finetune_epoch_{epoch + 1:05d}.pyth")
+                ckpt_io.save_checkpoint(path, model, epoch + 1, optimizer, scaler, cfg.dump(), arch)
+    finally:
+        model.group_policy = None

@@ -1,0 +1,96 @@
+"""Per-clip cost of the pruned model: fvcore GFLOPs traced on each real clip, and the analytic check.
+
+A pruned model's cost depends on its input, so GFLOPs are measured by tracing the model on every clip
+(``clip_gflops``, which the engine's test stage calls per view) and reported as mean / min / max over the
+evaluated set (``summarize_costs``) next to the dense model's count. The analytic estimate from the keep
+rates, ``1 - sum_g (1 - keep_g) * blocks_g / depth`` of the dense cost, ignores the interpreters, the
+embedding and the head; printing it beside fvcore's figure checks the packed path really skips the work.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+def analytic_fraction(keep_rates: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
+    """keep_rates (..., G) -> (...,) estimated fraction of the dense blocks' cost that runs."""
+    w = torch.tensor([float(g) for g in groups], dtype=torch.float64)
+    k = keep_rates.to(torch.float64)
+    return 1.0 - ((1.0 - k) * w).sum(-1) / w.sum()
+
+
+@torch.no_grad()
+def clip_gflops(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """fvcore GFLOPs (GMACs) of each clip of ``views`` (n, C, T, H, W), traced one clip at a time: (n,).
+
+    The model's ``last_keep_rates`` is restored afterwards to what the caller's batched forward left.
+    """
+    from video_iared.analysis.flops import model_gflops
+
+    saved = getattr(model, "last_keep_rates", None)
+    out = torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views], dtype=torch.float64)
+    if saved is not None:
+        model.last_keep_rates = saved
+    return out
+
+
+def summarize_costs(gflops: Sequence[float], keep_rates: Sequence[Sequence[float]], groups: Sequence[int],
+                    dense_gflops: float) -> Dict[str, object]:
+    """Mean / min / max GFLOPs over the evaluated clips, mean keep rate per group, and the two ratios.
+
+    ``gflops_fraction_fvcore`` = mean GFLOPs / dense GFLOPs; ``gflops_fraction_analytic`` is the estimate from
+    the mean keep rates (blocks only).
+    """
+    g = torch.tensor(list(gflops), dtype=torch.float64)
+    k = torch.tensor([list(r) for r in keep_rates], dtype=torch.float64)
+    mean_keep = k.mean(0)
+    return {
+        "gflops_mean": float(g.mean()),
+        "gflops_min": float(g.min()),
+        "gflops_max": float(g.max()),
+        "dense_gflops": float(dense_gflops),
+        "keep_rate_per_group": [float(v) for v in mean_keep],
+        "gflops_fraction_fvcore": float(g.mean() / dense_gflops),
+        "gflops_fraction_analytic": float(analytic_fraction(k, groups).mean()),
+        "clips": int(g.numel()),
+    }
+
+
+def format_cost_summary(s: Dict[str, object]) -> List[str]:
+    """Human-readable lines of ``summarize_costs``'s result (units: fvcore GFLOPs = GMACs per view)."""
+    keeps = ", ".join(f"{v:.3f}" for v in s["keep_rate_per_group"])
+    return [
+        f"IA-RED² GFLOPs per view over {s['clips']} clips (fvcore, GMACs): mean {s['gflops_mean']:.4f}, "
+        f"min {s['gflops_min']:.4f}, max {s['gflops_max']:.4f}; dense {s['dense_gflops']:.4f}",
+        f"mean keep rate per group: [{keeps}]; cost fraction fvcore {s['gflops_fraction_fvcore']:.3f} vs "
+        f"analytic (blocks only) {s['gflops_fraction_analytic']:.3f}",
+    ]
+
+
+@torch.no_grad()
+def dense_gflops(model: nn.Module, clip: torch.Tensor) -> float:
+    """fvcore GFLOPs of the dense backbone inside an IA-RED² model (clip (1, C, T, H, W)): every token kept, no
+    interpreter run, on the masked path, whose ops are the dense TimeSformer's (the packed path with every
+    token kept is a little cheaper: it runs norm1/qkv once for the CLS instead of once per frame copy)."""
+    from video_iared.analysis.flops import model_gflops
+
+    saved = model.group_policy, model.execution
+    model.group_policy = ["all"] * model.num_groups
+    model.execution = "masked"
+    try:
+        return model_gflops(model, clip)
+    finally:
+        model.group_policy, model.execution = saved
+
+
+def cost_report(records: Sequence[Dict], model: nn.Module, clip: torch.Tensor) -> Tuple[Dict[str, object], List[str]]:
+    """Cost summary of a test run from the engine's per-video records (fields "gflops", "keep_rates": each the
+    mean over the video's views, every view traced on its own clip) -> (summary dict, printable lines)."""
+    ok = [r for r in records if r.get("keep_rates") is not None and r.get("gflops") == r.get("gflops")]
+    if not ok:
+        return {}, ["IA-RED² cost: no evaluated clip carried GFLOPs and keep rates"]
+    s = summarize_costs([r["gflops"] for r in ok], [r["keep_rates"] for r in ok], model.groups,
+                        dense_gflops(model, clip))
+    return s, format_cost_summary(s)

@@ -1,0 +1,181 @@
+"""The IA-RED² curriculum with plain arguments: stages, freezing, the REINFORCE step, per-epoch loops.
+
+Stage s (0 .. G-1): the backbone and every other interpreter are frozen; interpreter s is trained with
+REINFORCE. Groups before s act with the inference policy (threshold or keep_ratio: they are already
+trained), group s samples, groups after s keep every alive token. Stage "finetune": the backbone trains
+with the cross-entropy loss on the tokens the (frozen) interpreters keep at inference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_fraction, policy_loss
+
+Stage = Union[int, str]
+FINETUNE = "finetune"
+
+
+def stage_policies(stage: Stage, num_groups: int, mode: str, sample: bool) -> List[str]:
+    """The per-group policies at ``stage``; ``sample`` False gives the greedy (thresholded) counterpart."""
+    if stage == FINETUNE:
+        return [mode] * num_groups
+    s = int(stage)
+    if not 0 <= s < num_groups:
+        raise ValueError(f"curriculum stage {stage} is not in 0..{num_groups - 1} or {FINETUNE!r}")
+    return [mode] * s + ["sample" if sample else mode] + ["all"] * (num_groups - s - 1)
+
+
+def set_stage(model: nn.Module, stage: Stage) -> List[str]:
+    """Freeze / unfreeze for ``stage`` (requires_grad), set ``model.active_groups``; returns trainable names."""
+    G = model.num_groups
+    if stage == FINETUNE:
+        for name, p in model.named_parameters():
+            p.requires_grad_(not name.startswith("interpreters."))
+        model.active_groups = G
+    else:
+        s = int(stage)
+        if not 0 <= s < G:
+            raise ValueError(f"curriculum stage {stage} is not in 0..{G - 1} or {FINETUNE!r}")
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(f"interpreters.{s}."))
+        model.active_groups = s + 1
+    return [n for n, p in model.named_parameters() if p.requires_grad]
+
+
+def _all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
+    """Average gradients over processes (the curriculum does not use DDP: its graph is one small head)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= dist.get_world_size()
+
+
+def reinforce_step(
+    model: nn.Module,
+    clips: torch.Tensor,
+    labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    stage: int,
+    mode: str,
+    tau: float,
+    baseline: str,
+) -> Dict[str, object]:
+    """One policy-gradient step on clips (B, C, T, H, W): returns the batch's statistics.
+
+    The backbone stays in eval mode (it is frozen: no dropout / drop-path noise in the reward); only the
+    sampling of group ``stage`` is stochastic. The greedy baseline runs a second, thresholded forward.
+    """
+    model.eval()
+    G = model.num_groups
+    model.group_policy = stage_policies(stage, G, mode, sample=True)
+    logits = model(clips)
+    correct = logits.detach().argmax(1) == labels
+    rates = model.last_keep_rates
+    logp = model.last_log_prob  # kept before the greedy forward overwrites it
+    reward = compute_reward(correct, kept_fraction(rates, model.groups), tau)
+    greedy = None
+    if baseline == "greedy":
+        model.group_policy = stage_policies(stage, G, mode, sample=False)
+        with torch.no_grad():
+            g_logits = model(clips)
+        greedy = compute_reward(g_logits.argmax(1) == labels, kept_fraction(model.last_keep_rates, model.groups), tau)
+    b = compute_baseline(reward, baseline, greedy)
+    loss = policy_loss(reward, b, logp)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    _all_reduce_grads(params)
+    optimizer.step()
+    model.group_policy = None
+    return {
+        "loss": float(loss.detach()),
+        "reward": float(reward.mean()),
+        "correct": int(correct.sum()),
+        "clips": int(labels.shape[0]),
+        "keep_rates": rates.mean(0).tolist(),
+    }
+
+
+def curriculum_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    stage: int,
+    mode: str,
+    tau: float,
+    baseline: str,
+    device: torch.device,
+    lr: Optional[float] = None,
+) -> Dict[str, object]:
+    """One pass of REINFORCE over ``loader`` (dicts with "clip", "label"); mean statistics of the epoch."""
+    if lr is not None:
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+    n = correct = 0
+    reward_sum = loss_sum = 0.0
+    keep_sum: Optional[torch.Tensor] = None
+    for batch in loader:
+        if batch.get("clip") is None:
+            continue
+        x = batch["clip"].to(device)
+        y = torch.as_tensor(batch["label"]).to(device)
+        out = reinforce_step(model, x, y, optimizer, stage, mode, tau, baseline)
+        b = out["clips"]
+        n += b
+        correct += out["correct"]
+        reward_sum += out["reward"] * b
+        loss_sum += out["loss"] * b
+        k = torch.tensor(out["keep_rates"]) * b
+        keep_sum = k if keep_sum is None else keep_sum + k
+    if n == 0:
+        return {"clips": 0, "reward": math.nan, "loss": math.nan, "top1_sampled": math.nan, "keep_rates": []}
+    return {
+        "clips": n,
+        "reward": reward_sum / n,
+        "loss": loss_sum / n,
+        "top1_sampled": 100.0 * correct / n,
+        "keep_rates": (keep_sum / n).tolist(),
+    }
+
+
+@torch.no_grad()
+def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Stage, mode: str,
+                      tau: float) -> Dict[str, object]:
+    """Clip-level accuracy, keep rates and reward of the sampled and of the thresholded policy at ``stage``."""
+    model.eval()
+    G = model.num_groups
+    res: Dict[str, object] = {}
+    for name, sample in (("sampled", True), ("threshold", False)):
+        if stage == FINETUNE and sample:
+            continue
+        n = correct = 0
+        reward_sum = 0.0
+        keep_sum = torch.zeros(G)
+        model.group_policy = stage_policies(stage, G, mode, sample)
+        for batch in loader:
+            if batch.get("clip") is None:
+                continue
+            x = batch["clip"].to(device)
+            y = torch.as_tensor(batch["label"]).to(device)
+            logits = model(x)
+            ok = logits.argmax(1) == y
+            rates = model.last_keep_rates
+            reward_sum += float(compute_reward(ok, kept_fraction(rates, model.groups), tau).sum())
+            keep_sum += rates.sum(0).cpu()
+            correct += int(ok.sum())
+            n += y.shape[0]
+        model.group_policy = None
+        if n:
+            res[f"top1_{name}"] = 100.0 * correct / n
+            res[f"keep_rates_{name}"] = (keep_sum / n).tolist()
+            res[f"reward_{name}"] = reward_sum / n
+            res[f"cost_fraction_{name}"] = float(kept_fraction((keep_sum / n).unsqueeze(0), model.groups))
+        res["clips"] = n
+    return res

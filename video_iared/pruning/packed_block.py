@@ -1,0 +1,115 @@
+"""One TimeSformer block run on the kept tokens only (the packed path: what makes pruning save time).
+
+The block's own submodules are reused (``norm1``, ``attn.qkv``, ``attn.proj``, ``temporal_norm1``,
+``temporal_attn``, ``temporal_fc``, ``norm2``, ``mlp``, ``drop_path``), so the pruned model has exactly the
+dense model's parameters. Norms and linear layers run on the packed rows (M, D); only the attention itself
+runs on padded groups (see ``token_ops``) — measured in shared/README.md to give a speed-up equal to the
+token ratio, whereas running qkv on the padded groups loses 7-28 %.
+
+Semantics with an irregular kept set (all coincide with the dense block when every token is kept):
+- temporal attention: among the kept frames of each spatial position; a position with no kept frame has
+  no group (nothing to compute);
+- spatial attention: per frame, the frame's CLS copy plus its kept patches; a frame whose patches are all
+  dropped still has its CLS copy (which then attends to itself only);
+- the CLS update is the mean of the T per-frame CLS outputs over ALL T frames (as in the dense block), so
+  the CLS does not change scale when frames empty out;
+- joint attention: the CLS and all kept patches of the clip; space-only: the spatial rule above.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from video_iared.pruning.token_ops import PackedLayout, group_attention, ungroup
+
+ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+
+def _drop_active(module: nn.Module) -> bool:
+    return module.training and float(getattr(module, "drop_prob", 0.0) or 0.0) > 0.0
+
+
+def drop_path_rows(module: nn.Module, y: torch.Tensor, row_batch: torch.Tensor) -> torch.Tensor:
+    """Apply a (timm) DropPath to packed rows with one drop decision per CLIP, not per row.
+
+    y (R, D), row_batch (R,) clip id of each row. Identity in eval mode or for ``nn.Identity``.
+    """
+    if not _drop_active(module):
+        return y
+    p = float(module.drop_prob)
+    keep_prob = 1.0 - p
+    num_clips = int(row_batch.max()) + 1 if row_batch.numel() else 0
+    mask = y.new_empty(num_clips).bernoulli_(keep_prob)
+    if getattr(module, "scale_by_keep", True):
+        mask = mask / keep_prob
+    return y * mask[row_batch].unsqueeze(-1)
+
+
+def _attn_dropout(attn: nn.Module) -> float:
+    p = getattr(attn, "attn_drop", 0.0)
+    p = p.p if isinstance(p, nn.Dropout) else float(p)
+    return p if attn.training else 0.0
+
+
+def _proj(attn: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    y = attn.proj(y)
+    drop = getattr(attn, "proj_drop", None)
+    return drop(y) if drop is not None else y
+
+
+def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """Spatial attention residual for packed rows ``xs`` (M, D): per-frame groups with the CLS copy.
+
+    Returns (M, D): rows 0..B-1 the CLS update (mean over all T frames), then the patch updates.
+    """
+    B, T = layout.batch, layout.T
+    attn = block.attn
+    qkv = attn.qkv(block.norm1(xs))
+    groups = layout.spatial_groups()
+    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
+    cls_out = out[:, 0]  # (B*T, D): every frame's CLS copy
+    patch_out = ungroup(out, groups)  # (Mp, D)
+    res = _proj(attn, torch.cat([cls_out, patch_out], 0))
+    if _drop_active(block.drop_path):  # as dense: drop_path before the CLS mean
+        row_batch = torch.cat([torch.arange(B, device=xs.device).repeat_interleave(T), layout.patch_batch])
+        res = drop_path_rows(block.drop_path, res, row_batch)
+    res_cls = res[: B * T].reshape(B, T, -1).mean(1)
+    return torch.cat([res_cls, res[B * T:]], 0)
+
+
+def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """Temporal attention residual (after temporal_fc) for the packed patch rows xp (Mp, D)."""
+    if xp.shape[0] == 0:
+        return xp
+    attn = block.temporal_attn
+    qkv = attn.qkv(block.temporal_norm1(xp))
+    groups = layout.temporal_groups()
+    out = ungroup(group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn)), groups)
+    res = drop_path_rows(block.drop_path, _proj(attn, out), layout.patch_batch)
+    return block.temporal_fc(res)
+
+
+def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    attn = block.attn
+    qkv = attn.qkv(block.norm1(x))
+    groups = layout.joint_groups()
+    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
+    res = _proj(attn, torch.cat([out[:, 0], ungroup(out, groups)], 0))
+    return drop_path_rows(block.drop_path, res, layout.row_batch)
+
+
+def packed_block_forward(block: nn.Module, x: torch.Tensor, layout: PackedLayout, attention_type: str) -> torch.Tensor:
+    """Run ``block`` on packed rows x (M, D) laid out by ``layout``; returns (M, D)."""
+    B = layout.batch
+    if attention_type == "divided_space_time":
+        cls, xp = x[:B], x[B:]
+        xt = xp + _temporal_update(block, xp, layout)
+        xs = torch.cat([cls, xt], 0)
+        x = xs + _spatial_update(block, xs, layout)
+    elif attention_type == "space_only":
+        x = x + _spatial_update(block, x, layout)
+    elif attention_type == "joint_space_time":
+        x = x + _joint_update(block, x, layout)
+    else:
+        raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {ATTENTION_TYPES}")
+    return x + drop_path_rows(block.drop_path, block.mlp(block.norm2(x)), layout.row_batch)

@@ -1,0 +1,137 @@
+"""Keep-ratio rows of the speed benchmark: does pruning save wall-clock time in proportion to its GFLOPs?
+
+For each keep rate r the IA-RED² model runs in keep_ratio mode (every group keeps the top r of its alive
+tokens) with the dense model's weights, so the kept counts — hence the cost — are fixed and the same for
+every clip. Dense and pruned variants are timed side by side, round-robin within every repetition (so a
+change of machine load hits all variants alike), at each batch size; the table compares the wall-clock
+speed-up with the fvcore GFLOPs speed-up. The last printed line is machine readable:
+``min_speedup_to_gflops_ratio=<float> dense_ms_b1=<float>``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class KeepRow:
+    """One row: a keep rate, its model, its fvcore GFLOPs per clip and its per-group token keep rates."""
+
+    keep: Optional[float]  # None: the dense model
+    model: nn.Module
+    gflops: float
+    token_rates: List[float]
+
+
+def build_keep_ratio_models(cfg, keep_rates: Sequence[float]) -> Tuple[nn.Module, List[nn.Module]]:
+    """(dense TimeSformer, [IA-RED² models in keep_ratio mode, one per rate]) sharing the dense weights."""
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.models.timesformer import TimeSformer
+    from video_iared.pruning.build import iared_kwargs
+    from video_iared.pruning.iared import IAREDTimeSformer
+
+    torch.manual_seed(cfg.RNG_SEED)
+    dense = TimeSformer(**timesformer_kwargs(cfg)).eval()
+    models = []
+    for r in keep_rates:
+        kw = iared_kwargs(cfg)
+        kw.update(mode="keep_ratio", keep_ratio=[float(r)] * len(kw["groups"]), execution="packed")
+        m = IAREDTimeSformer(**kw, **timesformer_kwargs(cfg)).eval()
+        m.load_state_dict(dense.state_dict(), strict=False)  # only interpreters.* are new
+        models.append(m)
+    return dense, models
+
+
+def _time_once(model: nn.Module, clip: torch.Tensor) -> Tuple[float, float]:
+    """(wall-clock seconds, process CPU seconds) of one forward pass."""
+    with torch.inference_mode():
+        c0, t0 = time.process_time(), time.perf_counter()
+        model(clip)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+
+def interleaved_times(models: Sequence[nn.Module], clip: torch.Tensor, warmup: int,
+                      reps: int) -> Tuple[List[List[float]], List[List[float]]]:
+    """Wall-clock and CPU seconds per forward of every model, measured round-robin (rep 1 of each, rep 2 of
+    each, ...) so that a change of machine load hits every model alike."""
+    for _ in range(warmup):
+        for m in models:
+            _time_once(m, clip)
+    wall: List[List[float]] = [[] for _ in models]
+    cpu: List[List[float]] = [[] for _ in models]
+    for _ in range(reps):
+        for i, m in enumerate(models):
+            w, c = _time_once(m, clip)
+            wall[i].append(w)
+            cpu[i].append(c)
+    return wall, cpu
+
+
+def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), batch_sizes: Sequence[int] = (1, 8),
+                           warmup: int = 1, reps: int = 3) -> Dict[str, object]:
+    """Measure and print the keep-ratio table; returns {"rows": [...], "min_ratio", "dense_ms_b1"}."""
+    from video_iared.analysis.flops import model_gflops
+    from video_iared.analysis.speed import load_note
+
+    dense, pruned = build_keep_ratio_models(cfg, keep_rates)
+    T, S, C = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0]
+    gen = torch.Generator().manual_seed(cfg.RNG_SEED)
+    probe = torch.randn(1, C, T, S, S, generator=gen)
+    rows = [KeepRow(None, dense, model_gflops(dense, probe), [1.0] * len(pruned[0].groups) if pruned else [])]
+    for r, m in zip(keep_rates, pruned):
+        g = model_gflops(m, probe)
+        rows.append(KeepRow(r, m, g, [float(v) for v in m.last_keep_rates[0]]))
+    logger.info("keep-ratio speed benchmark: %d frames x %d crop, groups %s, warm-up %d, reps %d (interleaved); %s",
+                T, S, list(pruned[0].groups) if pruned else [], warmup, reps, load_note())
+    header = (f"{'keep':>5} {'tokens kept per group':>24} {'GFLOPs':>8} {'batch':>5} {'ms/clip':>9} "
+              f"{'speed-up':>8} {'GFLOPs x':>8} {'ratio':>6} {'cpu ms/clip':>9} {'cpu ratio':>9}")
+    print("IA-RED² keep_ratio mode vs dense (fvcore GFLOPs = GMACs per clip; speed-up = dense ms / ms; "
+          "ratio = speed-up / GFLOPs speed-up; ms = fastest of the repetitions; cpu columns: process CPU time, "
+          "a diagnostic under machine load)", flush=True)
+    print(header, flush=True)
+    out_rows = []
+    ratios = []
+    dense_ms_b1 = float("nan")
+    for bs in batch_sizes:
+        clip = torch.randn(bs, C, T, S, S, generator=gen)
+        times, cpu = interleaved_times([row.model for row in rows], clip, warmup, reps)
+        # the fastest repetition: the one least disturbed by other processes on this shared machine
+        med = [min(t) for t in times]
+        cpu_med = [min(t) for t in cpu]
+        if bs == 1:
+            dense_ms_b1 = 1000.0 * med[0]
+        for i, (row, t) in enumerate(zip(rows, med)):
+            speedup = med[0] / t
+            g_speedup = rows[0].gflops / row.gflops
+            ratio = speedup / g_speedup
+            if row.keep is not None:
+                ratios.append(ratio)
+            kept = "[" + ", ".join(f"{v:.3f}" for v in row.token_rates) + "]"
+            name = "dense" if row.keep is None else f"{row.keep:.2f}"
+            cpu_ratio = (cpu_med[0] / cpu_med[i]) / g_speedup
+            print(f"{name:>5} {kept:>24} {row.gflops:>8.2f} {bs:>5} {1000 * t / bs:>9.1f} "
+                  f"{speedup:>7.2f}x {g_speedup:>7.2f}x {ratio:>6.2f} {1000 * cpu_med[i] / bs:>9.1f} "
+                  f"{cpu_ratio:>9.2f}", flush=True)
+            out_rows.append({"keep": row.keep, "token_rates": row.token_rates, "gflops": row.gflops, "batch": bs,
+                             "ms_per_clip": 1000 * t / bs, "speedup": speedup, "gflops_speedup": g_speedup,
+                             "ratio": ratio, "times_s": times[i],
+                             "cpu_s": cpu[i]})
+    min_ratio = min(ratios) if ratios else float("nan")
+    print(f"after: {load_note()}", flush=True)
+    print(f"min_speedup_to_gflops_ratio={min_ratio:.4f} dense_ms_b1={dense_ms_b1:.2f}", flush=True)
+    return {"rows": out_rows, "min_ratio": min_ratio, "dense_ms_b1": dense_ms_b1}
+
+
+def run_from_args(cfg, keep_rates: Optional[Sequence[float]] = None, batch_sizes: Optional[Sequence[int]] = None,
+                  warmup: Optional[int] = None, reps: Optional[int] = None) -> Dict[str, object]:
+    """``tools/benchmark.py --speed`` on an IA-RED² config: defaults keep rates 0.7 / 0.5 / 0.3, batches 1 and 8,
+    1 warm-up pass and 3 repetitions (a TimeSformer-B batch of 8 takes ~15 s on a 2-core CPU)."""
+    return keep_ratio_speed_table(cfg, keep_rates or (0.7, 0.5, 0.3), batch_sizes or (1, 8),
+                                  1 if warmup is None else warmup, 3 if reps is None else reps)
