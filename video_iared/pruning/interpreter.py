@@ -54,8 +54,12 @@ class Interpreter(nn.Module):
     def _q_k(self, cls: torch.Tensor, patches: torch.Tensor):
         hd = self.num_heads * self.head_dim
         w, b = self.qk.weight, self.qk.bias
-        q = F.linear(self.norm(cls), w[:hd], b[:hd])
-        k = F.linear(self.norm(patches), w[hd:], b[hd:])
+        # float32 even under bf16/fp16 autocast: bf16 queries/keys move keep probabilities by a few 1e-3 and
+        # flip decisions near the threshold (measured in engine/precision.py); this layer is ~1 % of a group
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            cls, patches = cls.to(w.dtype), patches.to(w.dtype)
+            q = F.linear(self.norm(cls), w[:hd], b[:hd])
+            k = F.linear(self.norm(patches), w[hd:], b[hd:])
         return q, k
 
     def _probs(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
