@@ -75,12 +75,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
-    from video_iared.config import ConfigError, load_config
+    from video_iared.config import load_config_for_cli
 
-    try:
-        cfg = load_config(args.cfg[0], args.cfg[1:])
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg[0], args.cfg[1:])
+    if cfg is None:
         return 2
     if not (args.speed or args.end_to_end or args.methods is not None):
         p.error("choose a benchmark: --speed, --end-to-end FOLDER and/or --methods")

@@ -21,12 +21,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     from video_iared.analysis.loader_benchmark import benchmark_loader
-    from video_iared.config import ConfigError, load_config
+    from video_iared.config import load_config_for_cli
 
-    try:
-        cfg = load_config(args.cfg, args.opts)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg, args.opts)
+    if cfg is None:
         return 2
     benchmark_loader(cfg, args.backends, with_model=not args.no_model)
     return 0

@@ -27,12 +27,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s] %(message)s", stream=sys.stderr)
 
     from video_iared.analysis.interpretability import evaluate_from_cfg, summary_markdown
-    from video_iared.config import ConfigError, load_config
+    from video_iared.config import load_config_for_cli
 
-    try:
-        cfg = load_config(args.cfg_file, args.opts)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg_file, args.opts)
+    if cfg is None:
         return 2
     try:
         res = evaluate_from_cfg(cfg, args.checkpoint, args.out)

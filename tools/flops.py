@@ -21,12 +21,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
     from video_iared.analysis.flops import format_flops_line, report_flops
-    from video_iared.config import ConfigError, load_config
+    from video_iared.config import load_config_for_cli
 
-    try:
-        cfg = load_config(args.cfg_file, args.opts)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg_file, args.opts)
+    if cfg is None:
         return 2
     print(format_flops_line(report_flops(cfg)))
     return 0

@@ -29,15 +29,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s] %(message)s", stream=sys.stderr)
 
     from video_iared.analysis.interpretability import visualize_from_cfg
-    from video_iared.config import ConfigError, load_config
+    from video_iared.config import load_config_for_cli
 
     if args.videos < 1:
         print("error: --videos must be >= 1", file=sys.stderr)
         return 2
-    try:
-        cfg = load_config(args.cfg_file, args.opts)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg_file, args.opts)
+    if cfg is None:
         return 2
     try:
         paths = visualize_from_cfg(cfg, args.checkpoint, args.videos, args.out, args.format)

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import List, Optional
 
-from video_iared.config import ConfigError, load_config
+from video_iared.config import load_config_for_cli
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -29,10 +29,8 @@ def user_errors() -> tuple:
 def run_net(argv: Optional[List[str]] = None) -> int:
     """Parse, validate and run; returns the exit code (1: data / checkpoint error, 2: config error, 3: stage not built)."""
     args = parse_args(argv)
-    try:
-        cfg = load_config(args.cfg_file, args.opts)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg_file, args.opts)
+    if cfg is None:
         return 2
     from video_iared.engine.run import StageNotBuiltError, run
 
@@ -62,10 +60,8 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
         opts += ["TEST.CHECKPOINT_FILE_PATH", args.checkpoint]
     if args.output:
         opts += ["PREDICT.OUTPUT", args.output]
-    try:
-        cfg = load_config(args.cfg_file, opts + list(args.opts))
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"config error: {e}", file=sys.stderr)
+    cfg = load_config_for_cli(args.cfg_file, opts + list(args.opts))
+    if cfg is None:
         return 2
     from video_iared.engine import distributed as du
     from video_iared.engine.predict import predict

@@ -10,7 +10,7 @@ from fvcore.common.config import CfgNode
 from .defaults import get_defaults
 from .validate import ConfigError, all_keys, unknown_key_message, validate_config
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "validate_config", "all_keys"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "load_config_for_cli", "validate_config", "all_keys"]
 
 
 def get_cfg() -> CfgNode:
@@ -112,3 +112,15 @@ def load_config(path: Optional[str] = None, opts: Optional[Sequence[str]] = None
     validate_config(cfg)
     cfg.freeze()
     return cfg
+
+
+def load_config_for_cli(path: Optional[str], opts: Optional[Sequence[str]] = None) -> Optional[CfgNode]:
+    """``load_config`` for the command-line tools: on a bad file or key, print one ``config error: ...`` line to
+    stderr and return None (the tools then exit with status 2) instead of raising."""
+    import sys
+
+    try:
+        return load_config(path, opts)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return None
