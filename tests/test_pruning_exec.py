@@ -111,17 +111,25 @@ def test_interpreter_decisions_shrink_and_keep_ratio_budget():
 def test_layout_groups_cover_every_kept_token_once():
     keep = _extreme_keeps(4)[1]
     lay = PackedLayout(keep, T, 4, 4)
-    for groups, covered in ((lay.temporal_groups(), lay.num_patches), (lay.spatial_groups(), lay.num_patches),
-                            (lay.joint_groups(), lay.num_patches)):
+    for groups, covered in ((lay.spatial_groups(), lay.num_patches), (lay.joint_groups(), lay.num_patches)):
         assert groups.inverse.numel() == covered
         assert groups.inverse.unique().numel() == covered
         assert groups.valid.any(1).all()  # no empty group
     # spatial: one group per frame of every clip, each with its CLS at slot 0
     sp = lay.spatial_groups()
     assert sp.num_groups == 4 * T and torch.equal(sp.table[:, 0], torch.arange(4).repeat_interleave(T))
-    # temporal: positions with no kept frame have no group
+    # temporal: positions with no kept frame have no group; every bucket holds whole runs of one position
+    runs = lay.temporal_runs()
     expected = int((keep.view(4, N // T, T).any(2)).sum())
-    assert lay.temporal_groups().num_groups == expected
+    assert runs.num_groups == expected and sum(rows for _, rows in runs.buckets) == lay.num_patches
+    position = lay.patch_batch * (N // T) + lay.patch_index // T
+    ordered, start = runs.to_buckets(position), 0
+    assert torch.equal(runs.from_buckets(ordered), position)
+    for length, rows in runs.buckets:
+        per_run = ordered[start:start + rows].view(rows // length, length)
+        assert (per_run == per_run[:, :1]).all() and per_run[:, 0].unique().numel() == rows // length
+        assert torch.equal(keep.view(-1, T)[per_run[:, 0]].sum(1), torch.full((rows // length,), length))
+        start += rows
     x = torch.randn(4, 1 + N, 8)
     x[:, 1:][~keep] = 0
     torch.testing.assert_close(lay.unpack(lay.pack(x)), x)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from video_iared.engine.precision import forward_precision
+from video_iared.engine.precision import inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def run_end_to_end(
     if warmup_batches:
         clips = torch.stack([_load_clip(p, backend, sampler, transform)[0] for p in batches[0]]).to(dev)
         for _, m, prec in variants:
-            with torch.inference_mode(), forward_precision(prec, dev):
+            with torch.inference_mode(), inference_precision(m, prec, dev):
                 for _ in range(warmup_batches):
                     m(clips)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -160,7 +160,9 @@ def run_end_to_end(
                 res.decode_s.append(td)
                 res.transform_s.append(tt)
             x = torch.stack(clips).to(dev)
-            with torch.inference_mode(), forward_precision(prec, dev):
+            # per batch: a model is timed at several precisions in turn; the weights' cast on entering
+            # (inference_precision) is outside the timed forward, as in a service that keeps them cast
+            with torch.inference_mode(), inference_precision(m, prec, dev):
                 sync()
                 t0 = time.perf_counter()
                 m(x)

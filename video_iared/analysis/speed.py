@@ -5,7 +5,6 @@ Each variant is timed on the same random clips, batch size by batch size: ``warm
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import statistics
@@ -69,17 +68,17 @@ class SpeedResult:
         )
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _time_once(model: nn.Module, clip: torch.Tensor, precision: str) -> Tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one forward pass."""
+    """(wall seconds, process CPU seconds) of one forward pass at ``precision``.
+
+    Low precision: autocast with the matmul weights held in its dtype (``engine.precision.inference_precision``),
+    entered per call because a model is timed at several precisions in turn (round-robin); the one-off cast
+    of the weights on entering is outside the timed region, as in inference that keeps them cast.
+    """
+    from video_iared.engine.precision import inference_precision
+
     sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
-    with torch.inference_mode(), _autocast(precision, clip.device):
+    with torch.inference_mode(), inference_precision(model, precision, clip.device, key="--precision"):
         sync()
         w0, c0 = time.perf_counter(), time.process_time()
         model(clip)

@@ -63,9 +63,22 @@ def run_multiview(
     """Per-video records of this process's shard (see ``results.write_predictions`` for the fields).
 
     Each record also holds ``view_logits`` (V, K) on the cpu, which the view sweep and SAVE_VIEW_LOGITS use.
+    Under a low-precision ``dtype`` the matmul weights are held in it for the whole run
+    (``engine.precision.matmul_weights_in``: cast once, not by autocast on every chunk; same logits) and
+    put back in float32 at the end; a ``forward_fn`` that runs the model in float32 wraps that in
+    ``float32_weights``.
     """
+    from video_iared.engine.precision import matmul_weights_in
+
     model.eval()
-    forward_fn = forward_fn or dense_forward()
+    with matmul_weights_in(model, dtype):
+        return _run_chunks(model, loader, device, views_per_chunk, ensemble_method, dtype,
+                           forward_fn or dense_forward(), show_progress)
+
+
+def _run_chunks(model: nn.Module, loader, device: torch.device, views_per_chunk: int, ensemble_method: str,
+                dtype: Optional[torch.dtype], forward_fn: ForwardFn, show_progress: bool) -> List[Dict]:
+    """The loop of ``run_multiview``: views of every batch concatenated, run in chunks, split back per video."""
     records: List[Dict] = []
     total = len(loader) if hasattr(loader, "__len__") else None
     bar = tqdm(loader, total=total, desc="test", leave=False, dynamic_ncols=True,
@@ -192,6 +205,7 @@ def iared_forward(gflops_fn: Optional[Callable[[nn.Module, torch.Tensor], torch.
     depends on its input); without one, every view is traced by fvcore on its own (slow but exact).
     """
     from video_iared.analysis.flops import model_gflops
+    from video_iared.engine.precision import float32_weights
 
     def per_view(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
         return torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views])
@@ -203,7 +217,8 @@ def iared_forward(gflops_fn: Optional[Callable[[nn.Module, torch.Tensor], torch.
         bare = getattr(model, "_orig_mod", model)  # under TEST.COMPILE: the module itself, for state and tracing
         keep = getattr(bare, "last_keep_rates", None)
         keep = keep.detach().clone() if keep is not None else None
-        with torch.autocast(device_type=views.device.type, enabled=False):
+        # traced in float32 (with the float32 weights, also inside run_multiview's low-precision ones)
+        with torch.autocast(device_type=views.device.type, enabled=False), float32_weights(bare):
             gflops = measure(bare, views.float())
         return ChunkOutput(logits, torch.as_tensor(gflops, dtype=torch.float64).reshape(-1), keep)
 

@@ -3,8 +3,9 @@
 The block's own submodules are reused (``norm1``, ``attn.qkv``, ``attn.proj``, ``temporal_norm1``,
 ``temporal_attn``, ``temporal_fc``, ``norm2``, ``mlp``, ``drop_path``), so the pruned model has exactly the
 dense model's parameters. Norms and linear layers run on the packed rows (M, D); only the attention itself
-runs on padded groups (see ``token_ops``) — measured in shared/README.md to give a speed-up equal to the
-token ratio, whereas running qkv on the padded groups loses 7-28 %.
+runs on groups (see ``token_ops``: padded groups for spatial and joint attention, runs bucketed by length
+for temporal attention, whose branch runs on its rows in bucket order) — measured in shared/README.md to
+give a speed-up equal to the token ratio, whereas running qkv on the padded groups loses 7-28 %.
 
 Semantics with an irregular kept set (all coincide with the dense block when every token is kept):
 - temporal attention: among the kept frames of each spatial position; a position with no kept frame has
@@ -20,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from video_iared.pruning.token_ops import PackedLayout, group_attention, ungroup
+from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
@@ -67,9 +68,8 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout) ->
     qkv = attn.qkv(block.norm1(xs))
     groups = layout.spatial_groups()
     out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
-    cls_out = out[:, 0]  # (B*T, D): every frame's CLS copy
-    patch_out = ungroup(out, groups)  # (Mp, D)
-    res = _proj(attn, torch.cat([cls_out, patch_out], 0))
+    # every frame's CLS copy (B*T rows), then the patch rows in packed order: one gather
+    res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     if _drop_active(block.drop_path):  # as dense: drop_path before the CLS mean
         row_batch = torch.cat([torch.arange(B, device=xs.device).repeat_interleave(T), layout.patch_batch])
         res = drop_path_rows(block.drop_path, res, row_batch)
@@ -78,15 +78,22 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout) ->
 
 
 def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
-    """Temporal attention residual (after temporal_fc) for the packed patch rows xp (Mp, D)."""
+    """Temporal attention residual (after temporal_fc) for the packed patch rows xp (Mp, D).
+
+    From the qkv layer to temporal_fc the branch runs on the rows in bucket order
+    (``PackedLayout.temporal_runs``): one gather of the D-wide normed rows and one of the D-wide result,
+    instead of a padded gather of the 3D-wide qkv rows. (The norm itself sees the rows in packed order.)
+    """
     if xp.shape[0] == 0:
         return xp
     attn = block.temporal_attn
-    qkv = attn.qkv(block.temporal_norm1(xp))
-    groups = layout.temporal_groups()
-    out = ungroup(group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn)), groups)
-    res = drop_path_rows(block.drop_path, _proj(attn, out), layout.patch_batch)
-    return block.temporal_fc(res)
+    runs = layout.temporal_runs()
+    qkv = attn.qkv(runs.to_buckets(block.temporal_norm1(xp)))
+    out = run_attention(qkv, runs, attn.num_heads, attn.scale, _attn_dropout(attn))
+    res = _proj(attn, out)
+    if _drop_active(block.drop_path):
+        res = drop_path_rows(block.drop_path, res, runs.to_buckets(layout.patch_batch))
+    return runs.from_buckets(block.temporal_fc(res))
 
 
 def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
@@ -94,7 +101,7 @@ def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout) -> to
     qkv = attn.qkv(block.norm1(x))
     groups = layout.joint_groups()
     out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
-    res = _proj(attn, torch.cat([out[:, 0], ungroup(out, groups)], 0))
+    res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     return drop_path_rows(block.drop_path, res, layout.row_batch)
 
 
