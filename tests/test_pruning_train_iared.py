@@ -26,7 +26,8 @@ def test_train_iared_runs_every_stage(data_dir, tmp_path):
     out = str(tmp_path / "out")
     cfg = tiny_cfg(data_dir, out, ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]",
                                    "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8", "IARED.CURRICULUM_EPOCHS", "2",
-                                   "IARED.FINETUNE_EPOCHS", "1", "IARED.BASE_LR", "0.01", "IARED.BASELINE", "greedy"])
+                                   "IARED.FINETUNE_EPOCHS", "1", "IARED.BASE_LR", "0.01", "IARED.BASELINE", "greedy",
+                                   "IARED.FINETUNE_DISTILL", "0.5"])
     torch.manual_seed(0)
     dense = TimeSformer(**timesformer_kwargs(cfg))
     dense_path = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None)

@@ -103,6 +103,8 @@ _C.IARED.CURRICULUM_EPOCHS = 2  # epochs per curriculum step (one step per group
 _C.IARED.FINETUNE_EPOCHS = 0  # epochs of backbone finetuning with the interpreters fixed
 _C.IARED.BASE_LR = 1e-3  # learning rate of the interpreters during the curriculum
 _C.IARED.FINETUNE_LR = 1e-4  # learning rate of the backbone finetuning (cosine to 0 over IARED.FINETUNE_EPOCHS)
+_C.IARED.FINETUNE_DISTILL = 0.0  # finetune loss += this x KL(dense teacher || pruned student) (pruning/distill.py); 0 = CE only
+_C.IARED.DISTILL_TEMPERATURE = 1.0  # softmax temperature of that distillation term
 _C.IARED.DENSE_CHECKPOINT = ""  # the trained dense model the curriculum starts from ("" = train it first)
 
 # ----------------------------------------------------------------------------- SOLVER

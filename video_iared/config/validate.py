@@ -131,6 +131,8 @@ def validate_config(cfg: CfgNode) -> None:
         _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
         _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")
         _require(ia.BASE_LR > 0 and ia.FINETUNE_LR > 0, "IARED.BASE_LR", "and IARED.FINETUNE_LR must be > 0")
+        _require(ia.FINETUNE_DISTILL >= 0, "IARED.FINETUNE_DISTILL", "must be >= 0")
+        _require(ia.DISTILL_TEMPERATURE > 0, "IARED.DISTILL_TEMPERATURE", "must be > 0")
 
     s = cfg.SOLVER
     if s.LR_POLICY == "steps_with_relative_lrs":

@@ -131,8 +131,16 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, ia.FINETUNE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
     dtype = amp_dtype(device, "mixed" if cfg.TRAIN.MIXED_PRECISION else "fp32")
     scaler = make_scaler(device, dtype)
-    net = wrap_ddp(model, info, find_unused=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
+    student: nn.Module = model
+    if ia.FINETUNE_DISTILL > 0:
+        from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
+
+        student = StudentWithTeacher(model, dense_teacher(model))
+        loss_fn = DistillationLoss(student, loss_fn, ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
+        logger.info("IA-RED² finetune: distillation from the dense model, weight %.2f, temperature %.1f",
+                    ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
+    net = wrap_ddp(student, info, find_unused=True)
     epochs = ia.FINETUNE_EPOCHS
     lr_fn = lambda e: lr_at_epoch(e, "cosine", ia.FINETUNE_LR, epochs)  # noqa: E731
     try:
