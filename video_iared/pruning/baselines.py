@@ -21,10 +21,13 @@ loads strictly) and runs its blocks with ``packed_block_forward`` on a ``PackedL
   B partners (size-weighted mean; token sizes are tracked). Why per frame: a merged token inherits its B
   partner's grid cell, which keeps the spatial attention (per frame) and the temporal attention (per
   position, across frames) well defined; merging across frames would put one token in two frames.
-  Proportional (size-weighted) attention, ``softmax(qk + log s)``, is NOT applied: ``group_attention`` in
-  ``token_ops`` takes a boolean key mask only; it needs an additive key bias (a small hook) for that.
-  ToMe merges inside a block between attention and MLP; here it merges between blocks (same token counts,
-  shifted by one MLP).
+  Proportional attention, ``softmax(scale * q k^T + log s)`` with s the key's size (the CLS: 1), is applied
+  in every block to both attentions: the spatial one (per frame) and the temporal one (per position),
+  since a merged token stands for ``s`` original tokens of its frame (``packed_block_forward``'s
+  ``key_bias``). In the spatial attention this makes a merged token weigh exactly as its ``s`` tokens
+  would if they were identical; in the temporal attention it is a modelling choice (the ``s`` originals sat
+  at different positions of the frame, and a dense position group would hold only one). ToMe merges inside a block between attention and MLP; here it merges
+  between blocks (same token counts, shifted by one MLP).
 
 After each forward: ``last_keep_rates`` (B, S) — kept patches / all patches after each reduction step (one
 step per group for random / evit, one per block for tome); ``last_keeps``: the S keep masks (B, T*H*W) bool,
@@ -230,7 +233,8 @@ class TokenReductionTimeSformer(TimeSformer):
         return x, rates
 
     def _run_tome(self, x: torch.Tensor, layout: PackedLayout) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """tome: per-frame bipartite merging in front of every block; sizes carried as an extra column."""
+        """tome: per-frame bipartite merging in front of every block; sizes carried as an extra column, their
+        logs passed to every block as the key bias (proportional attention) while merging is on."""
         N = layout.keep.shape[1]
         D = x.shape[1]
         size = x.new_ones(x.shape[0], 1)
@@ -249,10 +253,11 @@ class TokenReductionTimeSformer(TimeSformer):
                     x, size = both[:, :D], both[:, D:]
             rates.append(layout.keep.sum(1).to(x.dtype) / N)
             self.last_keeps.append(layout.keep)
+            key_bias = size[:, 0].log() if self.merge_r > 0 else None
             captured: List[torch.Tensor] = []
             hook = block.attn.qkv.register_forward_hook(lambda m, inp, out: captured.append(out))
             try:
-                x = packed_block_forward(block, x, layout, self.attention_type)
+                x = packed_block_forward(block, x, layout, self.attention_type, key_bias)
             finally:
                 hook.remove()
             k = captured[-1][:, D: 2 * D]

@@ -18,6 +18,8 @@ Semantics with an irregular kept set (all coincide with the dense block when eve
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -58,16 +60,18 @@ def _proj(attn: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return drop(y) if drop is not None else y
 
 
-def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout,
+                    key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Spatial attention residual for packed rows ``xs`` (M, D): per-frame groups with the CLS copy.
 
     Returns (M, D): rows 0..B-1 the CLS update (mean over all T frames), then the patch updates.
+    ``key_bias`` (M,) or None: per packed row (the groups read full packed rows).
     """
     B, T = layout.batch, layout.T
     attn = block.attn
     qkv = attn.qkv(block.norm1(xs))
     groups = layout.spatial_groups()
-    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
+    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
     # every frame's CLS copy (B*T rows), then the patch rows in packed order: one gather
     res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     if _drop_active(block.drop_path):  # as dense: drop_path before the CLS mean
@@ -77,46 +81,56 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout) ->
     return torch.cat([res_cls, res[B * T:]], 0)
 
 
-def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout,
+                     key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Temporal attention residual (after temporal_fc) for the packed patch rows xp (Mp, D).
 
     From the qkv layer to temporal_fc the branch runs on the rows in bucket order
     (``PackedLayout.temporal_runs``): one gather of the D-wide normed rows and one of the D-wide result,
     instead of a padded gather of the 3D-wide qkv rows. (The norm itself sees the rows in packed order.)
+    ``key_bias`` (Mp,) or None: per packed PATCH row, like ``xp`` (brought into bucket order here).
     """
     if xp.shape[0] == 0:
         return xp
     attn = block.temporal_attn
     runs = layout.temporal_runs()
     qkv = attn.qkv(runs.to_buckets(block.temporal_norm1(xp)))
-    out = run_attention(qkv, runs, attn.num_heads, attn.scale, _attn_dropout(attn))
+    bias = None if key_bias is None else runs.to_buckets(key_bias)
+    out = run_attention(qkv, runs, attn.num_heads, attn.scale, _attn_dropout(attn), bias)
     res = _proj(attn, out)
     if _drop_active(block.drop_path):
         res = drop_path_rows(block.drop_path, res, runs.to_buckets(layout.patch_batch))
     return runs.from_buckets(block.temporal_fc(res))
 
 
-def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout,
+                  key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Joint attention residual for packed rows x (M, D): one group per clip; ``key_bias`` (M,) or None."""
     attn = block.attn
     qkv = attn.qkv(block.norm1(x))
     groups = layout.joint_groups()
-    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn))
+    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
     res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     return drop_path_rows(block.drop_path, res, layout.row_batch)
 
 
-def packed_block_forward(block: nn.Module, x: torch.Tensor, layout: PackedLayout, attention_type: str) -> torch.Tensor:
-    """Run ``block`` on packed rows x (M, D) laid out by ``layout``; returns (M, D)."""
+def packed_block_forward(block: nn.Module, x: torch.Tensor, layout: PackedLayout, attention_type: str,
+                         key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Run ``block`` on packed rows x (M, D) laid out by ``layout``; returns (M, D).
+
+    ``key_bias`` (M,) or None: per packed row, added to every query's attention logit for that row as a key,
+    in each of the block's attentions (ToMe's proportional attention: log token size; 0 for the CLS).
+    """
     B = layout.batch
     if attention_type == "divided_space_time":
         cls, xp = x[:B], x[B:]
-        xt = xp + _temporal_update(block, xp, layout)
+        xt = xp + _temporal_update(block, xp, layout, None if key_bias is None else key_bias[B:])
         xs = torch.cat([cls, xt], 0)
-        x = xs + _spatial_update(block, xs, layout)
+        x = xs + _spatial_update(block, xs, layout, key_bias)
     elif attention_type == "space_only":
-        x = x + _spatial_update(block, x, layout)
+        x = x + _spatial_update(block, x, layout, key_bias)
     elif attention_type == "joint_space_time":
-        x = x + _joint_update(block, x, layout)
+        x = x + _joint_update(block, x, layout, key_bias)
     else:
         raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {ATTENTION_TYPES}")
     return x + drop_path_rows(block.drop_path, block.mlp(block.norm2(x)), layout.row_batch)
