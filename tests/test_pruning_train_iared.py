@@ -67,3 +67,10 @@ def test_train_iared_runs_every_stage(data_dir, tmp_path):
 
     rows = list(csv.DictReader(open(summary["predictions_csv"])))
     assert all(float(r["gflops"]) > 0 and len(r["keep_rates"].split()) == 2 for r in rows if r["status"] == "ok")
+
+    # with no checkpoint named, the test stage of an IA-RED² config finds the curriculum's final checkpoint
+    from video_iared.engine.multiview_test import build_test_model
+
+    found = build_test_model(cfg, torch.device("cpu"))
+    final_sd = torch.load(final, weights_only=True)["model_state"]
+    assert all(torch.equal(v, final_sd[k]) for k, v in found.state_dict().items())

@@ -238,10 +238,23 @@ def _find_iared_gflops_fn() -> Optional[Callable]:
     return None
 
 
+def _trained_iared(cfg) -> str:
+    """OUTPUT_DIR's final IA-RED² checkpoint for an IA-RED² config, when the curriculum wrote one; else ""."""
+    import os
+
+    if not cfg.IARED.ENABLE:
+        return ""
+    from video_iared.engine.train_iared import final_checkpoint_path
+
+    path = final_checkpoint_path(cfg.OUTPUT_DIR)
+    return path if os.path.isfile(path) else ""
+
+
 def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str = "") -> nn.Module:
     """``build_model(cfg)`` with the weights to evaluate: TEST.CHECKPOINT_FILE_PATH when set (PySlowFast's
-    rule), else ``checkpoint`` (the one just trained), else the latest checkpoint of OUTPUT_DIR; loaded
-    strictly through ``load_checkpoint``; in eval mode."""
+    rule), else ``checkpoint`` (the one just trained), else (IA-RED² configs) the curriculum's final
+    ``checkpoints/checkpoint_iared.pyth``, else the latest checkpoint of OUTPUT_DIR; loaded strictly through
+    ``load_checkpoint``; in eval mode."""
     import os
 
     from video_iared.checkpoint import load_checkpoint
@@ -249,7 +262,7 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
     from video_iared.models import build_model
 
     model = build_model(cfg).to(device)
-    path = cfg.TEST.CHECKPOINT_FILE_PATH or checkpoint or latest_checkpoint(cfg.OUTPUT_DIR)
+    path = cfg.TEST.CHECKPOINT_FILE_PATH or checkpoint or _trained_iared(cfg) or latest_checkpoint(cfg.OUTPUT_DIR)
     if not path:
         raise FileNotFoundError(
             f"no weights to evaluate: set TEST.CHECKPOINT_FILE_PATH, or train first (no checkpoint in "
