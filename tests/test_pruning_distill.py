@@ -62,3 +62,12 @@ def test_missing_teacher_logits_is_an_error():
     pair = StudentWithTeacher(nn.Linear(3, 4), nn.Linear(3, 4))
     with pytest.raises(RuntimeError, match="teacher logits"):
         DistillationLoss(pair, nn.CrossEntropyLoss(), 1.0)(torch.randn(2, 4), torch.tensor([0, 1]))
+
+
+def test_teacher_copies_a_model_whose_last_forward_kept_its_graph():
+    model = _tiny_iared(mode="threshold")
+    model.train().group_policy = ["sample", "sample"]
+    model(torch.randn(2, 3, 4, 32, 32))  # last_log_prob now carries a graph
+    assert model.last_log_prob.requires_grad
+    teacher = dense_teacher(model)
+    assert teacher.group_policy == ["all", "all"] and model.last_log_prob is not None

@@ -154,3 +154,31 @@ def test_inference_precision_and_the_benchmark_leave_float32_weights():
     benchmark_precisions(variants, ["fp32", "bf16"], [1], T, SIZE, warmup=1, reps=1)
     for m, snap in zip((dense, pruned), snaps):
         _assert_restored(m, snap)
+
+
+def test_a_failed_cast_restores_the_weights_already_cast(monkeypatch):
+    import torch as _torch
+    from torch import nn as _nn
+    from video_iared.engine.precision import matmul_weights_in
+
+    model = _nn.Sequential(_nn.Linear(4, 4), _nn.Linear(4, 4))
+    calls = {"n": 0}
+    real_to = _torch.Tensor.to
+
+    def flaky_to(self, *a, **k):
+        if a and a[0] is _torch.bfloat16:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("simulated out of memory")
+        return real_to(self, *a, **k)
+
+    monkeypatch.setattr(_torch.Tensor, "to", flaky_to)
+    try:
+        with matmul_weights_in(model, _torch.bfloat16):
+            pass
+    except RuntimeError:
+        pass
+    monkeypatch.undo()
+    assert all(p.dtype == _torch.float32 for p in model.parameters())
+    with matmul_weights_in(model, _torch.bfloat16) as n:  # nothing left registered as held
+        assert n == 4

@@ -184,17 +184,17 @@ def matmul_weights_in(model: nn.Module, dtype: Optional[torch.dtype]) -> Iterato
         if _float32_owner(name, module):
             skip.update(id(m) for m in module.modules())
     saved = []
-    with torch.no_grad():
-        for module in model.modules():
-            if id(module) in skip or not isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
-                continue
-            for pname in ("weight", "bias"):
-                p = getattr(module, pname, None)
-                if isinstance(p, nn.Parameter) and p.dtype == torch.float32 and id(p) not in _HELD_FLOAT32:
-                    saved.append((p, p.data))
-                    _HELD_FLOAT32[id(p)] = p.data
-                    p.data = p.data.to(dtype)
-    try:
+    try:  # the casts inside too: an error or Ctrl-C half-way still restores what was cast
+        with torch.no_grad():
+            for module in model.modules():
+                if id(module) in skip or not isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
+                    continue
+                for pname in ("weight", "bias"):
+                    p = getattr(module, pname, None)
+                    if isinstance(p, nn.Parameter) and p.dtype == torch.float32 and id(p) not in _HELD_FLOAT32:
+                        saved.append((p, p.data))
+                        _HELD_FLOAT32[id(p)] = p.data
+                        p.data = p.data.to(dtype)
         yield len(saved)
     finally:
         with torch.no_grad():

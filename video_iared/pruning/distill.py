@@ -49,7 +49,12 @@ class StudentWithTeacher(nn.Module):
 
 def dense_teacher(model: nn.Module) -> nn.Module:
     """A frozen copy of an IA-RED² model that keeps every token (``group_policy`` "all"): the dense backbone."""
-    teacher = copy.deepcopy(model)
+    # the last forward's statistics may hold a graph (last_log_prob), which deepcopy refuses: not copied
+    stats = {k: model.__dict__.pop(k) for k in ("last_log_prob", "last_probs", "last_keep_rates") if k in model.__dict__}
+    try:
+        teacher = copy.deepcopy(model)
+    finally:
+        model.__dict__.update(stats)
     teacher.group_policy = ["all"] * teacher.num_groups
     return teacher.eval()
 
