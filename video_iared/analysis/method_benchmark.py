@@ -228,13 +228,13 @@ def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], w
     batch 8 costs minutes); the first timed repetition at the largest batch size also records the peak memory
     (``peak_mem_mb``). Returns what the memory figure is.
     """
-    from video_iared.analysis.speed import _time_once
+    from video_iared.analysis.speed import time_once
 
     sizes = list(clips)
     mem_bs = max(sizes)
     for _ in tqdm(range(warmup), desc=f"warm-up batch {sizes[0]}", leave=False, dynamic_ncols=True):
         for var in variants:
-            _time_once(var.model, clips[sizes[0]], precision)
+            time_once(var.model, clips[sizes[0]], precision)
     for bs in sizes:
         clip = clips[bs]
         times: List[List[float]] = [[] for _ in variants]
@@ -242,10 +242,10 @@ def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], w
             for i, var in enumerate(variants):
                 if rep == 0 and bs == mem_bs:
                     with PeakMemory(clip.device) as mem:
-                        times[i].append(_time_once(var.model, clip, precision)[0])
+                        times[i].append(time_once(var.model, clip, precision)[0])
                     var.results["peak_mem_mb"] = mem.peak_mb
                 else:
-                    times[i].append(_time_once(var.model, clip, precision)[0])
+                    times[i].append(time_once(var.model, clip, precision)[0])
         for var, t in zip(variants, times):
             per_clip = [1000.0 * s / bs for s in t]
             var.results[f"ms_b{bs}"] = statistics.median(per_clip)

@@ -68,7 +68,7 @@ class SpeedResult:
         )
 
 
-def _time_once(model: nn.Module, clip: torch.Tensor, precision: str) -> Tuple[float, float]:
+def time_once(model: nn.Module, clip: torch.Tensor, precision: str) -> Tuple[float, float]:
     """(wall seconds, process CPU seconds) of one forward pass at ``precision``.
 
     Low precision: autocast with the matmul weights held in its dtype (``engine.precision.inference_precision``),
@@ -92,8 +92,8 @@ def time_forward(model: nn.Module, clip: torch.Tensor, warmup: int, reps: int, p
         raise ValueError(f"reps must be >= 1, got {reps}")
     model.eval()
     for _ in range(warmup):
-        _time_once(model, clip, precision)
-    return [_time_once(model, clip, precision)[0] for _ in range(reps)]
+        time_once(model, clip, precision)
+    return [time_once(model, clip, precision)[0] for _ in range(reps)]
 
 
 def benchmark_variants(
@@ -113,21 +113,38 @@ def benchmark_variants(
     Within a batch size the variants run round-robin (rep 1 of each, rep 2 of each, ...), so a change of
     machine load hits all of them alike and their ratios stay meaningful on a shared machine.
     """
+    pairs = [(v.name, v.model, precision) for v in variants]
+    return interleaved_speed(pairs, batch_sizes, num_frames, crop_size, in_chans, warmup, reps, device, seed)
+
+
+def interleaved_speed(
+    pairs: Sequence[Tuple[str, nn.Module, str]],
+    batch_sizes: Sequence[int],
+    num_frames: int,
+    crop_size: int,
+    in_chans: int,
+    warmup: int,
+    reps: int,
+    device: str,
+    seed: int,
+) -> List[SpeedResult]:
+    """The timing loop shared by the speed benchmarks (also pruning.speed's keep-ratio table): (name, model, precision) pairs, round-robin within
+    each batch size on the same seeded random clip; one SpeedResult per pair and batch size, batch-major."""
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
-    results = []
     gen = torch.Generator().manual_seed(seed)
-    for v in variants:
-        v.model.to(device).eval()
+    for _, model, _ in pairs:
+        model.to(device).eval()
+    results: List[SpeedResult] = []
     for bs in batch_sizes:
         clip = torch.randn(bs, in_chans, num_frames, crop_size, crop_size, generator=gen).to(device)
         for _ in range(warmup):
-            for v in variants:
-                _time_once(v.model, clip, precision)
-        rows = [SpeedResult(v.name, bs, precision) for v in variants]
+            for _, model, precision in pairs:
+                time_once(model, clip, precision)
+        rows = [SpeedResult(name, bs, precision) for name, _, precision in pairs]
         for _ in range(reps):
-            for v, row in zip(variants, rows):
-                wall, cpu = _time_once(v.model, clip, precision)
+            for (_, model, precision), row in zip(pairs, rows):
+                wall, cpu = time_once(model, clip, precision)
                 row.times_s.append(wall)
                 row.cpu_times_s.append(cpu)
         for row in rows:
@@ -245,30 +262,10 @@ def benchmark_precisions(
     """
     from video_iared.engine.precision import precision_dtype
 
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
     for p in precisions:
         precision_dtype(p, device, key="--precision")  # fp16 on the cpu: a clear error before any timing
-    pairs = [(v, p) for p in precisions for v in variants]
-    gen = torch.Generator().manual_seed(seed)
-    for v in variants:
-        v.model.to(device).eval()
-    results: List[SpeedResult] = []
-    for bs in batch_sizes:
-        clip = torch.randn(bs, in_chans, num_frames, crop_size, crop_size, generator=gen).to(device)
-        for _ in range(warmup):
-            for v, p in pairs:
-                _time_once(v.model, clip, p)
-        rows = [SpeedResult(v.name, bs, p) for v, p in pairs]
-        for _ in range(reps):
-            for (v, p), row in zip(pairs, rows):
-                wall, cpu = _time_once(v.model, clip, p)
-                row.times_s.append(wall)
-                row.cpu_times_s.append(cpu)
-        for row in rows:
-            logger.info(row.line())
-        results.extend(rows)
-    return results
+    pairs = [(v.name, v.model, p) for p in precisions for v in variants]
+    return interleaved_speed(pairs, batch_sizes, num_frames, crop_size, in_chans, warmup, reps, device, seed)
 
 
 def format_precision_table(results: Sequence[SpeedResult], gflops: Dict[str, float]) -> str:

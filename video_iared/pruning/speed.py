@@ -10,7 +10,6 @@ speed-up with the fvcore GFLOPs speed-up. The last printed line is machine reada
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -49,41 +48,15 @@ def build_keep_ratio_models(cfg, keep_rates: Sequence[float]) -> Tuple[nn.Module
     return dense, models
 
 
-def _time_once(model: nn.Module, clip: torch.Tensor) -> Tuple[float, float]:
-    """(wall-clock seconds, process CPU seconds) of one forward pass."""
-    with torch.inference_mode():
-        c0, t0 = time.process_time(), time.perf_counter()
-        model(clip)
-        return time.perf_counter() - t0, time.process_time() - c0
-
-
-def interleaved_times(models: Sequence[nn.Module], clip: torch.Tensor, warmup: int,
-                      reps: int) -> Tuple[List[List[float]], List[List[float]]]:
-    """Wall-clock and CPU seconds per forward of every model, measured round-robin (rep 1 of each, rep 2 of
-    each, ...) so that a change of machine load hits every model alike."""
-    for _ in range(warmup):
-        for m in models:
-            _time_once(m, clip)
-    wall: List[List[float]] = [[] for _ in models]
-    cpu: List[List[float]] = [[] for _ in models]
-    for _ in range(reps):
-        for i, m in enumerate(models):
-            w, c = _time_once(m, clip)
-            wall[i].append(w)
-            cpu[i].append(c)
-    return wall, cpu
-
-
 def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), batch_sizes: Sequence[int] = (1, 8),
                            warmup: int = 1, reps: int = 3) -> Dict[str, object]:
     """Measure and print the keep-ratio table; returns {"rows": [...], "min_ratio", "dense_ms_b1"}."""
     from video_iared.analysis.flops import model_gflops
-    from video_iared.analysis.speed import load_note
+    from video_iared.analysis.speed import interleaved_speed, load_note
 
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)
     T, S, C = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0]
-    gen = torch.Generator().manual_seed(cfg.RNG_SEED)
-    probe = torch.randn(1, C, T, S, S, generator=gen)
+    probe = torch.randn(1, C, T, S, S, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
     rows = [KeepRow(None, dense, model_gflops(dense, probe), [1.0] * len(pruned[0].groups) if pruned else [])]
     for r, m in zip(keep_rates, pruned):
         g = model_gflops(m, probe)
@@ -99,9 +72,11 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
     out_rows = []
     ratios = []
     dense_ms_b1 = float("nan")
+    pairs = [("dense" if row.keep is None else f"keep {row.keep:g}", row.model, "fp32") for row in rows]
+    timed = interleaved_speed(pairs, batch_sizes, T, S, C, warmup, reps, "cpu", cfg.RNG_SEED)
     for bs in batch_sizes:
-        clip = torch.randn(bs, C, T, S, S, generator=gen)
-        times, cpu = interleaved_times([row.model for row in rows], clip, warmup, reps)
+        times = [r.times_s for r in timed if r.batch_size == bs]
+        cpu = [r.cpu_times_s for r in timed if r.batch_size == bs]
         # the fastest repetition: the one least disturbed by other processes on this shared machine
         med = [min(t) for t in times]
         cpu_med = [min(t) for t in cpu]

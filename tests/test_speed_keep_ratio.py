@@ -1,0 +1,24 @@
+"""The keep-ratio speed table (tools/benchmark.py --speed on an IA-RED² config) on a tiny model: one row per
+(keep rate, batch size) plus dense, fvcore GFLOPs falling with the keep rate, the machine-readable last line."""
+import re
+
+from video_iared.config import get_cfg
+from video_iared.pruning.speed import keep_ratio_speed_table
+
+
+def test_keep_ratio_table_rows_and_last_line(capsys):
+    cfg = get_cfg()
+    cfg.merge_from_file("configs/k400.yaml")
+    cfg.merge_from_list(["TIMESFORMER.EMBED_DIM", 32, "TIMESFORMER.NUM_HEADS", 2, "TIMESFORMER.DEPTH", 3,
+                         "IARED.GROUPS", [1, 1, 1], "IARED.HEAD_DIM", 8, "IARED.NUM_HEADS", 2,
+                         "DATA.NUM_FRAMES", 4, "DATA.TEST_CROP_SIZE", 32, "DATA.TRAIN_CROP_SIZE", 32])
+    out = keep_ratio_speed_table(cfg, keep_rates=(0.7, 0.3), batch_sizes=(1, 2), warmup=0, reps=2)
+    rows = out["rows"]
+    assert [(r["keep"], r["batch"]) for r in rows] == [(None, 1), (0.7, 1), (0.3, 1), (None, 2), (0.7, 2), (0.3, 2)]
+    assert rows[0]["gflops"] > rows[1]["gflops"] > rows[2]["gflops"] > 0
+    assert all(len(r["times_s"]) == 2 and len(r["cpu_s"]) == 2 for r in rows)
+    assert out["min_ratio"] == min(r["ratio"] for r in rows if r["keep"] is not None)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    m = re.fullmatch(r"min_speedup_to_gflops_ratio=([0-9.]+) dense_ms_b1=([0-9.]+)", last)
+    assert m and float(m.group(1)) == round(out["min_ratio"], 4)
+    assert abs(float(m.group(2)) - out["dense_ms_b1"]) < 0.01
