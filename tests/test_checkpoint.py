@@ -204,7 +204,8 @@ def test_convert_tool_inflates_with_cfg(tmp_path):
     torch.save(vit.state_dict(), src)
     out = str(tmp_path / "inflated.pyth")
     r = subprocess.run([sys.executable, "tools/convert_checkpoint.py", src, out, "--cfg", "configs/synthetic_dense.yaml",
-                        "TIMESFORMER.PATCH_SIZE", "8", "TIMESFORMER.EMBED_DIM", "64", "TIMESFORMER.DEPTH", "4"],
+                        "TIMESFORMER.PATCH_SIZE", "8", "TIMESFORMER.EMBED_DIM", "64", "TIMESFORMER.DEPTH", "4",
+                        "TIMESFORMER.STEM", "patch"],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr
     assert "inflated from image weights" in r.stdout + r.stderr

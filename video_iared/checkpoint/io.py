@@ -17,7 +17,7 @@ from torch import nn
 
 CHECKPOINT_DIR = "checkpoints"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
-ARCH_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention_type", "num_classes")
+ARCH_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention_type", "num_classes", "stem")
 
 
 class CheckpointError(RuntimeError):

@@ -84,6 +84,8 @@ _C.TIMESFORMER.DEPTH = 12  # number of transformer blocks
 _C.TIMESFORMER.NUM_HEADS = 12  # attention heads
 _C.TIMESFORMER.PATCH_SIZE = 16  # square patch size in pixels
 _C.TIMESFORMER.MLP_RATIO = 4.0  # MLP hidden width / token width
+_C.TIMESFORMER.STEM = "patch"  # token embedding: "patch" (the reference's linear patches) | "conv3d" (models/conv_stem.py, for training from scratch)
+_C.TIMESFORMER.STEM_CHANNELS = 16  # conv3d stem: channels between its two convolutions
 _C.TIMESFORMER.TIME_EMBED_INIT_STD = 0.0  # std of time_embed's initialisation; 0 = zeros, as the reference
 
 # ----------------------------------------------------------------------------- IARED

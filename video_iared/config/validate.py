@@ -40,6 +40,7 @@ _CHOICES = {
     "DATA.DECODING_BACKEND": ("pyav", "decord"),
     "MODEL.ARCH": ("vit",),
     "TIMESFORMER.ATTENTION_TYPE": ("divided_space_time", "joint_space_time", "space_only"),
+    "TIMESFORMER.STEM": ("patch", "conv3d"),
     "IARED.MODE": ("threshold", "keep_ratio"),
     "IARED.EXECUTION": ("packed", "masked"),
     "IARED.BASELINE": ("none", "mean", "greedy"),

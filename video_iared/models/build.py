@@ -28,6 +28,8 @@ def timesformer_kwargs(cfg: CfgNode) -> dict:
         num_frames=cfg.DATA.NUM_FRAMES,
         attention_type=cfg.TIMESFORMER.ATTENTION_TYPE,
         time_embed_std=cfg.TIMESFORMER.TIME_EMBED_INIT_STD,
+        stem=cfg.TIMESFORMER.STEM,
+        stem_channels=cfg.TIMESFORMER.STEM_CHANNELS,
     )
 
 

@@ -10,9 +10,12 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from .block import ATTENTION_TYPES, Block
+from .conv_stem import ConvStemEmbed
 from .embeddings import pos_embed_for_grid, time_embed_for_frames
 from .patch_embed import PatchEmbed
 from .token_grid import TokenGrid
+
+STEMS = ("patch", "conv3d")  # the reference linear patch embedding | models.conv_stem.ConvStemEmbed
 
 
 class TimeSformer(nn.Module):
@@ -48,6 +51,8 @@ class TimeSformer(nn.Module):
         attention_type: str = "divided_space_time",
         norm_eps: float = 1e-6,
         time_embed_std: float = 0.0,
+        stem: str = "patch",
+        stem_channels: int = 16,
     ) -> None:
         super().__init__()
         if attention_type not in ATTENTION_TYPES:
@@ -63,7 +68,13 @@ class TimeSformer(nn.Module):
         self.time_embed_std = time_embed_std
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        if stem not in STEMS:
+            raise ValueError(f"stem {stem!r} is not one of {list(STEMS)}")
+        self.stem = stem
+        self.stem_channels = stem_channels
+        self.in_chans = in_chans
+        self.patch_embed = (PatchEmbed(img_size, patch_size, in_chans, embed_dim) if stem == "patch" else
+                            ConvStemEmbed(img_size, patch_size, in_chans, embed_dim, hidden_chans=stem_channels))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
@@ -114,6 +125,7 @@ class TimeSformer(nn.Module):
             "patch_size": self.patch_size,
             "attention_type": self.attention_type,
             "num_classes": self.num_classes,
+            "stem": self.stem,
         }
 
     def reset_classifier(self, num_classes: int) -> None:

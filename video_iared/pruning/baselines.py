@@ -281,8 +281,8 @@ def build_baseline(method: str, dense: TimeSformer, groups: Sequence[int], keep_
 
 def _kwargs_from_model(dense: TimeSformer) -> dict:
     return dict(
-        img_size=dense.img_size, patch_size=dense.patch_size, in_chans=dense.patch_embed.proj.in_channels,
+        img_size=dense.img_size, patch_size=dense.patch_size, in_chans=dense.in_chans,
         num_classes=dense.num_classes, embed_dim=dense.embed_dim, depth=dense.depth, num_heads=dense.num_heads,
         mlp_ratio=dense.blocks[0].mlp.fc1.out_features / dense.embed_dim, num_frames=dense.num_frames,
-        attention_type=dense.attention_type, drop_path_rate=0.0,
+        attention_type=dense.attention_type, drop_path_rate=0.0, stem=dense.stem, stem_channels=dense.stem_channels,
     )
