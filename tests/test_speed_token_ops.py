@@ -151,3 +151,70 @@ def test_temporal_branch_in_bucket_order_keeps_drop_path_per_clip_and_gradients(
     assert all(d != k for d, k in zip(dropped, kept)) and any(dropped) and any(kept)  # one decision per clip
     res.sum().backward()
     assert xp.grad is not None and block.temporal_attn.qkv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_frame_runs_equal_attention_per_frame(seed):
+    """Spatial groups as unpadded runs (a clip with an empty frame included): rows gathered with
+    ``FrameRuns.rows`` and attended per bucket give, read out with ``readout``, what each frame's group gives
+    on its own — every CLS copy first, then the patch rows in packed order."""
+    keep = _keep(3, 4, 5, 5, 0.6, seed=seed)
+    keep[1].view(25, 4)[:, 2] = False  # clip 1, frame 2: no kept patch (its run is the CLS copy alone)
+    lay = PackedLayout(keep, 4, 5, 5)
+    x = torch.randn(lay.num_rows, 3 * D, generator=torch.Generator().manual_seed(seed))
+    frames = token_ops._frame_runs(keep, 4, lay.patch_batch, lay.patch_index)
+    assert frames.rows.numel() == lay.batch * lay.T + lay.num_patches and len(frames.runs.buckets) >= 3
+    got = run_attention(x.index_select(0, frames.rows), frames.runs, HEADS, 0.3).index_select(0, frames.readout)
+    sp = lay.spatial_groups()  # the padded groups, as the reference list of rows per frame
+    want = torch.empty_like(got)
+    for g in range(sp.num_groups):
+        rows = sp.table[g][sp.valid[g]]
+        q, k, v = x[rows].reshape(1, -1, 3, HEADS, DH).permute(2, 0, 3, 1, 4).unbind(0)
+        ref = F.scaled_dot_product_attention(q, k, v, scale=0.3).transpose(1, 2).reshape(-1, D)
+        want[g] = ref[0]
+        want[lay.batch * lay.T + rows[1:] - lay.batch] = ref[1:]
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("runs_from", [0, 10 ** 9])  # spatial attention always as frame runs / always padded
+def test_packed_equals_masked_with_either_spatial_grouping(monkeypatch, runs_from):
+    monkeypatch.setattr(token_ops, "RUNS_FROM", runs_from)
+    torch.manual_seed(0)
+    kw = dict(img_size=48, patch_size=8, num_classes=5, embed_dim=32, depth=2, num_heads=4, num_frames=4,
+              drop_path_rate=0.0)
+    model = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, **kw).eval()
+    for blk in model.blocks:
+        torch.nn.init.normal_(blk.temporal_fc.weight, std=0.1)
+    x = torch.randn(3, 3, 4, 48, 48)
+    k0 = _keep(3, 4, 6, 6, 0.8, seed=13)
+    k1 = k0 & _keep(3, 4, 6, 6, 0.5, seed=14)
+    k1[0] = False  # only the CLS from group 1 on
+    k1[2].view(36, 4)[:, 3] = False  # an empty frame
+    out = {}
+    for execution in ("packed", "masked"):
+        model.execution = execution
+        with torch.no_grad():
+            out[execution] = model(x, keep_masks=[k0, k1])
+    torch.testing.assert_close(out["packed"], out["masked"], atol=1e-5, rtol=0)
+    lay = PackedLayout(k0, 4, 6, 6)
+    assert (lay.spatial_runs() is not None) == (runs_from == 0)
+
+
+def test_spatial_update_with_key_bias_is_the_same_as_runs_or_padded(monkeypatch):
+    """ToMe's per-row key bias reaches the attention the same way through frame runs and padded groups."""
+    from video_iared.models.timesformer import TimeSformer
+    from video_iared.pruning.packed_block import _spatial_update
+
+    torch.manual_seed(0)
+    block = TimeSformer(img_size=48, patch_size=8, embed_dim=32, depth=1, num_heads=4, num_frames=4).blocks[0].eval()
+    keep = _keep(2, 4, 6, 6, 0.7, seed=15)
+    xs = torch.randn(2 + int(keep.sum()), 32)
+    bias = torch.rand(xs.shape[0]).log()
+    outs = []
+    for runs_from in (0, 10 ** 9):
+        monkeypatch.setattr(token_ops, "RUNS_FROM", runs_from)
+        with torch.no_grad():
+            outs.append(_spatial_update(block, xs, PackedLayout(keep, 4, 6, 6), bias))
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-6, rtol=0)
+    with torch.no_grad():
+        assert not torch.allclose(_spatial_update(block, xs, PackedLayout(keep, 4, 6, 6)), outs[1])

@@ -27,7 +27,7 @@ CHEAP_OPS: Set[str] = {
     "aten::log_softmax", "aten::where", "aten::lt", "aten::le", "aten::ne", "aten::any", "aten::all",
     "aten::cumsum", "aten::argsort", "aten::sort", "aten::topk", "aten::scatter", "aten::scatter_",
     "aten::index_select", "aten::masked_select", "aten::nonzero", "aten::repeat", "aten::new_zeros",
-    "aten::zeros", "aten::ones", "aten::zeros_like", "aten::ones_like", "aten::fill_", "aten::unbind",
+    "aten::zeros", "aten::ones", "aten::zeros_like", "aten::ones_like", "aten::empty_like", "aten::fill_", "aten::unbind",
     "aten::linspace", "aten::logical_not", "aten::logical_and", "aten::to", "aten::type_as",
     "aten::select", "aten::slice", "aten::reshape", "aten::view", "aten::permute", "aten::transpose",
     "aten::unsqueeze", "aten::squeeze", "aten::expand", "aten::contiguous", "aten::cat", "aten::stack",

@@ -26,6 +26,7 @@ from torch import nn
 from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+SPATIAL_RUNS = True
 
 
 def _drop_active(module: nn.Module) -> bool:
@@ -69,11 +70,18 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout,
     """
     B, T = layout.batch, layout.T
     attn = block.attn
-    qkv = attn.qkv(block.norm1(xs))
-    groups = layout.spatial_groups()
-    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
-    # every frame's CLS copy (B*T rows), then the patch rows in packed order: one gather
-    res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
+    frames = layout.spatial_runs() if SPATIAL_RUNS else None
+    if frames is not None:
+        qkv = attn.qkv(block.norm1(xs).index_select(0, frames.rows))
+        bias = None if key_bias is None else key_bias.index_select(0, frames.rows)
+        out = run_attention(qkv, frames.runs, attn.num_heads, attn.scale, _attn_dropout(attn), bias)
+        res = _proj(attn, out.index_select(0, frames.readout))
+    else:
+        qkv = attn.qkv(block.norm1(xs))
+        groups = layout.spatial_groups()
+        out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
+        # every frame's CLS copy (B*T rows), then the patch rows in packed order: one gather
+        res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     if _drop_active(block.drop_path):  # as dense: drop_path before the CLS mean
         row_batch = torch.cat([torch.arange(B, device=xs.device).repeat_interleave(T), layout.patch_batch])
         res = drop_path_rows(block.drop_path, res, row_batch)

@@ -63,6 +63,12 @@ class GroupIndex:
 # their (counted) attention MACs for a few 0.1 ms.
 LENGTH_MULTIPLE = 16
 PAD_FROM = 24
+# Spatial attention runs on unpadded frame runs (``FrameRuns``: a D-wide gather before qkv, one attention
+# call per distinct length) when the longest frame group has at least RUNS_FROM rows, on padded groups of the
+# qkv rows below that: one ViT-B block's spatial update, 1 thread, top-k keep sets (/tmp/spat.py in the
+# session notes): keep 0.7 x1.19 (batch 1) / x1.33 (batch 8), keep 0.3 x1.12 / x1.23 faster as runs; keep 0.09
+# (15-row frames) x1.02 / x0.87 — many short buckets, each an attention call.
+RUNS_FROM = 32
 
 
 def _padded_length(longest: int, uneven: bool) -> int:
@@ -145,6 +151,47 @@ def _build_runs(lengths: torch.Tensor, row_length: torch.Tensor) -> RunIndex:
 
 
 @dataclass
+class FrameRuns:
+    """Spatial attention groups as runs: per (clip, frame) its CLS copy, then the frame's kept patches.
+
+    ``rows`` (R,) long, R = B*T + Mp: the packed row each slot reads, groups back to back in bucket order
+    (``runs.buckets``: groups sorted by length, stable), so gathering the packed rows with it gives rows that
+    reshape per bucket with no padding and no mask. ``readout`` (R,) long: the slots of the B*T CLS copies in
+    (clip, frame) order, then the slots of the patch rows in packed order — one gather of the run outputs
+    brings them back.
+    """
+
+    rows: torch.Tensor
+    readout: torch.Tensor
+    runs: RunIndex
+
+
+def _frame_runs(keep: torch.Tensor, T: int, patch_batch: torch.Tensor, patch_index: torch.Tensor) -> FrameRuns:
+    """:class:`FrameRuns` of a keep mask (B, N) in (h w t) order (see ``PackedLayout.spatial_runs``)."""
+    device = keep.device
+    B = int(keep.shape[0])
+    counts = keep.reshape(B, -1, T).sum(1).reshape(B * T)
+    lengths = counts + 1  # the CLS copy
+    group_order = torch.argsort(lengths, stable=True)
+    sorted_len = lengths.index_select(0, group_order)
+    start = torch.empty_like(lengths)
+    start[group_order] = torch.cumsum(sorted_len, 0) - sorted_len
+    gid = patch_batch * T + torch.remainder(patch_index, T)
+    order = torch.argsort(gid, stable=True)  # patches grouped by frame, packed order within a frame
+    gid_sorted = gid.index_select(0, order)
+    rank = torch.empty_like(gid)
+    rank[order] = torch.arange(gid.shape[0], device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, gid_sorted)
+    patch_slot = start.index_select(0, gid) + 1 + rank
+    num_slots = B * T + int(gid.shape[0])
+    rows = torch.empty(num_slots, dtype=torch.long, device=device)
+    rows[start] = torch.div(torch.arange(B * T, device=device), T, rounding_mode="floor")
+    rows[patch_slot] = B + torch.arange(gid.shape[0], device=device)
+    histogram = Counter(lengths.tolist())
+    buckets = tuple((length, length * histogram[length]) for length in sorted(histogram))
+    return FrameRuns(rows, torch.cat([start, patch_slot]), RunIndex(None, None, buckets))
+
+
+@dataclass
 class PackedLayout:
     """Where every kept token of a batch lives in the packed tensor, and its attention groups.
 
@@ -215,6 +262,15 @@ class PackedLayout:
             counts = self.keep.reshape(B, self.H * self.W, T).sum(1).reshape(B * T)
             self._groups["spatial"] = _build_groups(gid, rows, counts, cls_rows)
         return self._groups["spatial"]
+
+    def spatial_runs(self) -> Optional[FrameRuns]:
+        """The spatial groups of :meth:`spatial_groups` as unpadded runs (:class:`FrameRuns`), or None when
+        the longest group is shorter than ``RUNS_FROM`` (then the padded groups are faster)."""
+        if "spatial_runs" not in self._groups:
+            longest = 1 + int(self.keep.reshape(self.batch, -1, self.T).sum(1).max()) if self.batch else 0
+            self._groups["spatial_runs"] = (_frame_runs(self.keep, self.T, self.patch_batch, self.patch_index)
+                                            if longest >= RUNS_FROM else None)
+        return self._groups["spatial_runs"]
 
     def joint_groups(self) -> GroupIndex:
         """Per clip: its CLS at slot 0, then all its kept patches. ``inverse`` covers the patch rows."""
