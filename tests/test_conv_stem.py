@@ -48,11 +48,17 @@ def test_conv_stem_config_builds_trains_and_checks():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.patch_embed.parameters())
     with pytest.raises(ConfigError, match="TIMESFORMER.STEM"):
         load_config("configs/synthetic_dense.yaml", ["TIMESFORMER.STEM", "resnet"])
+    with pytest.raises(ConfigError, match="TIMESFORMER.PATCH_SIZE: must be a multiple of 4"):
+        load_config("configs/synthetic_dense.yaml", ["TIMESFORMER.PATCH_SIZE", "2"])
+    with pytest.raises(ConfigError, match="TIMESFORMER.STEM_CHANNELS"):
+        load_config("configs/synthetic_dense.yaml", ["TIMESFORMER.STEM_CHANNELS", "0"])
     with pytest.raises(ValueError, match="multiple of 4"):
         TimeSformer(**{**KW, "patch_size": 6, "img_size": 36}, stem="conv3d")
 
 
 def test_checkpoint_of_another_stem_is_refused(tmp_path):
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.checkpoint.export import write_weights
     from video_iared.checkpoint.io import CheckpointError, check_arch
 
     conv = TimeSformer(**KW, stem="conv3d")
@@ -61,6 +67,14 @@ def test_checkpoint_of_another_stem_is_refused(tmp_path):
         check_arch(conv.arch(), patch.arch(), str(tmp_path / "c.pyth"))
     old = {k: v for k, v in patch.arch().items() if k != "stem"}  # written before the stem existed
     check_arch(old, patch.arch(), "old.pyth")
+    with pytest.raises(CheckpointError, match="stem: checkpoint 'patch' vs model 'conv3d'"):
+        check_arch(old, conv.arch(), "old.pyth")
+    # the loading path of test / finetune runs: an old patch-stem checkpoint into a conv3d model
+    path = str(tmp_path / "old.pyth")
+    write_weights(path, patch.state_dict(), old)
+    with pytest.raises(CheckpointError, match="stem: checkpoint 'patch' vs model 'conv3d'"):
+        load_checkpoint(path, TimeSformer(**KW, stem="conv3d"))
+    load_checkpoint(path, TimeSformer(**KW))
 
 
 def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_stem():

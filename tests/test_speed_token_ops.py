@@ -198,6 +198,7 @@ def test_packed_equals_masked_with_either_spatial_grouping(monkeypatch, runs_fro
     torch.testing.assert_close(out["packed"], out["masked"], atol=1e-5, rtol=0)
     lay = PackedLayout(k0, 4, 6, 6)
     assert (lay.spatial_runs() is not None) == (runs_from == 0)
+    assert PackedLayout(k0[:0], 4, 6, 6).spatial_runs() is None  # an empty batch has no frames
 
 
 def test_spatial_update_with_key_bias_is_the_same_as_runs_or_padded(monkeypatch):

@@ -110,6 +110,7 @@ def check_arch(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any
     """Raise ``CheckpointError`` listing every field where the checkpoint's architecture differs."""
     if not saved or not expected:
         return
+    saved = {"stem": "patch", **saved}  # written before the stem was a choice: the linear patch embedding
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs model {expected.get(k)!r}" for k in ARCH_KEYS
             if k in saved and k in expected and saved[k] != expected[k]]
     if diff:

@@ -70,6 +70,7 @@ def _check_arch(saved: Optional[dict], model: nn.Module, path: str) -> None:
     if not saved or not hasattr(model, "arch"):
         return
     expected = model.arch()
+    saved = {"stem": "patch", **saved}  # written before the stem was a choice: the linear patch embedding
     diff = [f"{k}: checkpoint {saved[k]!r} vs model {expected[k]!r}" for k in ARCH_KEYS
             if k != "num_classes" and k in saved and k in expected and saved[k] != expected[k]]
     if diff:

@@ -104,6 +104,10 @@ def validate_config(cfg: CfgNode) -> None:
 
     ts = cfg.TIMESFORMER
     _require(ts.EMBED_DIM % ts.NUM_HEADS == 0, "TIMESFORMER.NUM_HEADS", f"must divide TIMESFORMER.EMBED_DIM ({ts.EMBED_DIM})")
+    if ts.STEM == "conv3d":
+        _require(ts.STEM_CHANNELS > 0, "TIMESFORMER.STEM_CHANNELS", "must be > 0")
+        _require(ts.PATCH_SIZE % 4 == 0, "TIMESFORMER.PATCH_SIZE",
+                 f"must be a multiple of 4 with TIMESFORMER.STEM conv3d, got {ts.PATCH_SIZE}")
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         _require(
             _get(cfg, key) % ts.PATCH_SIZE == 0,

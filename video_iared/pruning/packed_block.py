@@ -2,10 +2,11 @@
 
 The block's own submodules are reused (``norm1``, ``attn.qkv``, ``attn.proj``, ``temporal_norm1``,
 ``temporal_attn``, ``temporal_fc``, ``norm2``, ``mlp``, ``drop_path``), so the pruned model has exactly the
-dense model's parameters. Norms and linear layers run on the packed rows (M, D); only the attention itself
-runs on groups (see ``token_ops``: padded groups for spatial and joint attention, runs bucketed by length
-for temporal attention, whose branch runs on its rows in bucket order) — measured in shared/README.md to
-give a speed-up equal to the token ratio, whereas running qkv on the padded groups loses 7-28 %.
+dense model's parameters. Norms, proj and the MLP run on the packed rows (M, D). The temporal branch
+(qkv to temporal_fc) runs on its rows in bucket order (runs bucketed by length, see ``token_ops``); the
+spatial branch's qkv runs on frame runs (each frame's CLS copy + its kept patches, unpadded) when frames
+are long, else on the packed rows with the attention on padded per-frame groups; joint attention on padded
+per-clip groups. Running qkv on *padded* groups instead lost 7-28 % (shared/README.md).
 
 Semantics with an irregular kept set (all coincide with the dense block when every token is kept):
 - temporal attention: among the kept frames of each spatial position; a position with no kept frame has
@@ -26,7 +27,6 @@ from torch import nn
 from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
-SPATIAL_RUNS = True
 
 
 def _drop_active(module: nn.Module) -> bool:
@@ -70,7 +70,7 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout,
     """
     B, T = layout.batch, layout.T
     attn = block.attn
-    frames = layout.spatial_runs() if SPATIAL_RUNS else None
+    frames = layout.spatial_runs()  # None: padded groups (short frames)
     if frames is not None:
         qkv = attn.qkv(block.norm1(xs).index_select(0, frames.rows))
         bias = None if key_bias is None else key_bias.index_select(0, frames.rows)

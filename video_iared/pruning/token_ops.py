@@ -6,14 +6,17 @@ A batch of pruned clips is stored as one packed tensor ``x`` (M, D), M = B + sum
 - rows ``B ..`` are the kept patch tokens, clip after clip, each clip's patches in the reference
   ``(h w t)`` order (patch index ``p = (h * W + w) * T + t``).
 
-Per-token layers (norms, qkv, proj, temporal_fc, MLP) run on ``x`` directly. Spatial attention (per frame
-with that frame's CLS copy) and joint attention (per clip) run on padded groups gathered from the packed
-rows (:class:`GroupIndex`): padded slots are masked out of the keys and their outputs are never read back.
-Temporal attention (per spatial position) needs no padding: a position's kept frames are consecutive
-packed rows, so its group is a run of rows; the runs are bucketed by length (:class:`RunIndex`) and every
-bucket is a plain reshape — no padded gather of the qkv rows, no mask, and one attention call per distinct
-length (at most T). Either way a clip's result does not depend on the other clips in the batch (beyond
-floating-point reduction order).
+Per-token layers (norms, proj, MLP) run on ``x`` directly; each attention branch's qkv runs on its own
+row order. Temporal attention (per spatial position) needs no padding: a position's kept frames are
+consecutive packed rows, so its group is a run of rows; the runs are bucketed by length (:class:`RunIndex`)
+and every bucket is a plain reshape — no padded gather of the qkv rows, no mask, and one attention call per
+distinct length (at most T). Spatial attention (per frame, with that frame's CLS copy) runs the same way on
+frame runs (:class:`FrameRuns`: the normed rows gathered D-wide into runs before qkv, so the CLS is
+projected once per frame, as in the dense block) when frames hold at least ``RUNS_FROM`` rows, and on padded
+groups of the qkv rows (:class:`GroupIndex`, padded slots masked out of the keys) below that; joint attention
+(per clip) on padded groups. Either way a clip's result does not depend on the other clips in the batch
+(beyond floating-point reduction order; which spatial form runs depends on the batch's longest frame, and
+fvcore's count with it: the padded form counts the padding, the runs form the T CLS projections).
 
 Rows are gathered with ``index_select``: 1.8x faster than advanced indexing for these row gathers
 (1110 rows of 2304 floats, 1 thread: 1.0 vs 1.8 ms).
@@ -65,9 +68,10 @@ LENGTH_MULTIPLE = 16
 PAD_FROM = 24
 # Spatial attention runs on unpadded frame runs (``FrameRuns``: a D-wide gather before qkv, one attention
 # call per distinct length) when the longest frame group has at least RUNS_FROM rows, on padded groups of the
-# qkv rows below that: one ViT-B block's spatial update, 1 thread, top-k keep sets (/tmp/spat.py in the
-# session notes): keep 0.7 x1.19 (batch 1) / x1.33 (batch 8), keep 0.3 x1.12 / x1.23 faster as runs; keep 0.09
-# (15-row frames) x1.02 / x0.87 — many short buckets, each an attention call.
+# qkv rows below that. One ViT-B block's spatial update (top-k keep sets, layout built inside the timing,
+# 2 threads): as runs x0.99-1.01 at batch 1, x1.14 (keep 0.7) / x1.21 (keep 0.3) at batch 8; at 1 thread
+# with 15-row frames (keep 0.09, batch 8) x0.87 — many short buckets, each an attention call. Whole
+# TimeSformer-B at batch 8, interleaved A/B: keep 0.3 201.9 -> 190.2 ms/clip, keep 0.7 704.9 -> 693.2.
 RUNS_FROM = 32
 
 
@@ -170,7 +174,7 @@ def _frame_runs(keep: torch.Tensor, T: int, patch_batch: torch.Tensor, patch_ind
     """:class:`FrameRuns` of a keep mask (B, N) in (h w t) order (see ``PackedLayout.spatial_runs``)."""
     device = keep.device
     B = int(keep.shape[0])
-    counts = keep.reshape(B, -1, T).sum(1).reshape(B * T)
+    counts = keep.reshape(B, keep.shape[1] // T, T).sum(1).reshape(B * T)
     lengths = counts + 1  # the CLS copy
     group_order = torch.argsort(lengths, stable=True)
     sorted_len = lengths.index_select(0, group_order)
@@ -180,7 +184,8 @@ def _frame_runs(keep: torch.Tensor, T: int, patch_batch: torch.Tensor, patch_ind
     order = torch.argsort(gid, stable=True)  # patches grouped by frame, packed order within a frame
     gid_sorted = gid.index_select(0, order)
     rank = torch.empty_like(gid)
-    rank[order] = torch.arange(gid.shape[0], device=device) - (torch.cumsum(counts, 0) - counts).index_select(0, gid_sorted)
+    first = (torch.cumsum(counts, 0) - counts).index_select(0, gid_sorted)  # each frame's first sorted slot
+    rank[order] = torch.arange(gid.shape[0], device=device) - first
     patch_slot = start.index_select(0, gid) + 1 + rank
     num_slots = B * T + int(gid.shape[0])
     rows = torch.empty(num_slots, dtype=torch.long, device=device)
@@ -267,9 +272,11 @@ class PackedLayout:
         """The spatial groups of :meth:`spatial_groups` as unpadded runs (:class:`FrameRuns`), or None when
         the longest group is shorter than ``RUNS_FROM`` (then the padded groups are faster)."""
         if "spatial_runs" not in self._groups:
-            longest = 1 + int(self.keep.reshape(self.batch, -1, self.T).sum(1).max()) if self.batch else 0
-            self._groups["spatial_runs"] = (_frame_runs(self.keep, self.T, self.patch_batch, self.patch_index)
-                                            if longest >= RUNS_FROM else None)
+            frames = self.keep.reshape(self.batch, self.H * self.W, self.T).sum(1)
+            longest = 1 + int(frames.max()) if self.batch else 0
+            use_runs = self.batch > 0 and longest >= RUNS_FROM
+            self._groups["spatial_runs"] = (
+                _frame_runs(self.keep, self.T, self.patch_batch, self.patch_index) if use_runs else None)
         return self._groups["spatial_runs"]
 
     def joint_groups(self) -> GroupIndex:
