@@ -162,7 +162,7 @@ def test_frame_runs_equal_attention_per_frame(seed):
     keep[1].view(25, 4)[:, 2] = False  # clip 1, frame 2: no kept patch (its run is the CLS copy alone)
     lay = PackedLayout(keep, 4, 5, 5)
     x = torch.randn(lay.num_rows, 3 * D, generator=torch.Generator().manual_seed(seed))
-    frames = token_ops._frame_runs(keep, 4, lay.patch_batch, lay.patch_index)
+    frames = token_ops._frame_runs(*lay._frames(), 4)
     assert frames.rows.numel() == lay.batch * lay.T + lay.num_patches and len(frames.runs.buckets) >= 3
     got = run_attention(x.index_select(0, frames.rows), frames.runs, HEADS, 0.3).index_select(0, frames.readout)
     sp = lay.spatial_groups()  # the padded groups, as the reference list of rows per frame

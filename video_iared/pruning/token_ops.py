@@ -142,12 +142,17 @@ class RunIndex:
         return y if self.restore is None else y.index_select(0, self.restore)
 
 
+def _length_buckets(lengths: torch.Tensor) -> Tuple[Tuple[int, int], ...]:
+    """((L, rows), ...) for runs of the given lengths, ascending L, runs without rows left out. Python ints
+    (a histogram of ``lengths.tolist()``: a bincount would be an op fvcore does not know)."""
+    histogram = Counter(lengths.tolist())
+    return tuple((length, length * histogram[length]) for length in sorted(histogram) if length > 0)
+
+
 def _build_runs(lengths: torch.Tensor, row_length: torch.Tensor) -> RunIndex:
     """Runs from their lengths: lengths (num_runs,) back to back in row order (0: a run without rows);
-    row_length (R,) the length of the run of every row. The bucket sizes are Python ints (a histogram of
-    ``lengths.tolist()``: a bincount would be an op fvcore does not know)."""
-    histogram = Counter(lengths.tolist())
-    buckets = tuple((length, length * histogram[length]) for length in sorted(histogram) if length > 0)
+    row_length (R,) the length of the run of every row."""
+    buckets = _length_buckets(lengths)
     if len(buckets) <= 1:
         return RunIndex(None, None, buckets)
     order = torch.argsort(row_length, stable=True)
@@ -170,17 +175,16 @@ class FrameRuns:
     runs: RunIndex
 
 
-def _frame_runs(keep: torch.Tensor, T: int, patch_batch: torch.Tensor, patch_index: torch.Tensor) -> FrameRuns:
-    """:class:`FrameRuns` of a keep mask (B, N) in (h w t) order (see ``PackedLayout.spatial_runs``)."""
-    device = keep.device
-    B = int(keep.shape[0])
-    counts = keep.reshape(B, keep.shape[1] // T, T).sum(1).reshape(B * T)
+def _frame_runs(counts: torch.Tensor, gid: torch.Tensor, T: int) -> FrameRuns:
+    """:class:`FrameRuns` from the kept patches per (clip, frame) ``counts`` (B*T,) and the (clip, frame) group
+    of every kept patch in packed order ``gid`` (Mp,) (see ``PackedLayout.spatial_runs``)."""
+    device = counts.device
+    B = int(counts.shape[0]) // T
     lengths = counts + 1  # the CLS copy
     group_order = torch.argsort(lengths, stable=True)
     sorted_len = lengths.index_select(0, group_order)
     start = torch.empty_like(lengths)
     start[group_order] = torch.cumsum(sorted_len, 0) - sorted_len
-    gid = patch_batch * T + torch.remainder(patch_index, T)
     order = torch.argsort(gid, stable=True)  # patches grouped by frame, packed order within a frame
     gid_sorted = gid.index_select(0, order)
     rank = torch.empty_like(gid)
@@ -191,9 +195,7 @@ def _frame_runs(keep: torch.Tensor, T: int, patch_batch: torch.Tensor, patch_ind
     rows = torch.empty(num_slots, dtype=torch.long, device=device)
     rows[start] = torch.div(torch.arange(B * T, device=device), T, rounding_mode="floor")
     rows[patch_slot] = B + torch.arange(gid.shape[0], device=device)
-    histogram = Counter(lengths.tolist())
-    buckets = tuple((length, length * histogram[length]) for length in sorted(histogram))
-    return FrameRuns(rows, torch.cat([start, patch_slot]), RunIndex(None, None, buckets))
+    return FrameRuns(rows, torch.cat([start, patch_slot]), RunIndex(None, None, _length_buckets(lengths)))
 
 
 @dataclass
@@ -213,7 +215,7 @@ class PackedLayout:
     patch_batch: torch.Tensor = field(init=False)
     patch_index: torch.Tensor = field(init=False)
     row_batch: torch.Tensor = field(init=False)
-    _groups: Dict[str, object] = field(init=False, default_factory=dict)  # GroupIndex / RunIndex, cached
+    _groups: Dict[str, object] = field(init=False, default_factory=dict)  # index structures, cached
 
     def __post_init__(self) -> None:
         if self.keep.dim() != 2 or self.keep.shape[1] != self.T * self.H * self.W:
@@ -261,22 +263,27 @@ class PackedLayout:
         """
         if "spatial" not in self._groups:
             B, T = self.batch, self.T
-            gid = self.patch_batch * T + torch.remainder(self.patch_index, T)
+            counts, gid = self._frames()
             rows = B + torch.arange(self.num_patches, device=gid.device)
             cls_rows = torch.div(torch.arange(B * T, device=gid.device), T, rounding_mode="floor")
-            counts = self.keep.reshape(B, self.H * self.W, T).sum(1).reshape(B * T)
             self._groups["spatial"] = _build_groups(gid, rows, counts, cls_rows)
         return self._groups["spatial"]
+
+    def _frames(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(kept patches per (clip, frame) (B*T,), the (clip, frame) group of every kept patch (Mp,)), cached."""
+        if "frames" not in self._groups:
+            B, T = self.batch, self.T
+            counts = self.keep.reshape(B, self.H * self.W, T).sum(1).reshape(B * T)
+            self._groups["frames"] = (counts, self.patch_batch * T + torch.remainder(self.patch_index, T))
+        return self._groups["frames"]
 
     def spatial_runs(self) -> Optional[FrameRuns]:
         """The spatial groups of :meth:`spatial_groups` as unpadded runs (:class:`FrameRuns`), or None when
         the longest group is shorter than ``RUNS_FROM`` (then the padded groups are faster)."""
         if "spatial_runs" not in self._groups:
-            frames = self.keep.reshape(self.batch, self.H * self.W, self.T).sum(1)
-            longest = 1 + int(frames.max()) if self.batch else 0
-            use_runs = self.batch > 0 and longest >= RUNS_FROM
-            self._groups["spatial_runs"] = (
-                _frame_runs(self.keep, self.T, self.patch_batch, self.patch_index) if use_runs else None)
+            counts, gid = self._frames()
+            use_runs = self.batch > 0 and 1 + int(counts.max()) >= RUNS_FROM
+            self._groups["spatial_runs"] = _frame_runs(counts, gid, self.T) if use_runs else None
         return self._groups["spatial_runs"]
 
     def joint_groups(self) -> GroupIndex:
