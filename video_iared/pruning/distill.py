@@ -8,9 +8,10 @@ quantity the IA-RED² issue measures (top-1 against the dense model it started f
 
 Measured on the synthetic benchmark's earlier linear-patch model (in-memory runs, dense model 33.75 % top-1, keep
 about 0.47): six finetune epochs at lr 5e-4 reached 28.75 % with weight 1.0 and 23.75-28.75 % without
-distillation. On the conv-stem model (run_net, the demo's dense checkpoint at 87.50 %, 10 finetune epochs at
-lr 2e-4): weight 1.0 88.12 % at keep 0.344 (`make demo`), weight 0 90.62 % at keep 0.352 (one run each; runs of
-the same recipe spread by 1-3 points) — no measured benefit there.
+distillation. On the conv-stem model (run_net, the same dense checkpoint at 87.50 %, 10 finetune epochs at lr
+2e-4, identical curricula) it was worse: `make demo` 88.12 % with weight 1.0 vs 88.75 % without; RNG_SEED 1 / 2
+90.62 / 88.75 % vs 91.88 / 90.00 % (a plausible reading: the 87.5 % teacher pulls the student towards its own
+errors). configs/synthetic.yaml finetunes without it.
 """
 from __future__ import annotations
 
