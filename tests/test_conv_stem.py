@@ -78,6 +78,7 @@ def test_checkpoint_of_another_stem_is_refused(tmp_path):
 
 
 def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_stem():
+    from pruning_fixtures import packed_and_masked
     from video_iared.analysis.flops import model_gflops
     from video_iared.pruning.iared import IAREDTimeSformer
 
@@ -89,11 +90,7 @@ def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_
     g = torch.Generator().manual_seed(1)
     k0 = torch.rand(2, 64, generator=g) < 0.6
     keeps = [k0, k0 & (torch.rand(2, 64, generator=g) < 0.5)]
-    outs = {}
-    for execution in ("packed", "masked"):
-        model.execution = execution
-        with torch.no_grad():
-            outs[execution] = model(x, keep_masks=keeps)
+    outs = packed_and_masked(model, x, keeps)
     torch.testing.assert_close(outs["packed"], outs["masked"], atol=1e-5, rtol=0)
     # fvcore sees the stem: a model with a wider stem costs more, by the stem convolutions' MACs
     wide = TimeSformer(**KW, stem="conv3d", stem_channels=32).eval()

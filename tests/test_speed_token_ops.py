@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pruning_fixtures import packed_and_masked
 from video_iared.pruning import token_ops
 from video_iared.pruning.iared import IAREDTimeSformer
 from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention, ungroup
@@ -123,11 +124,7 @@ def test_packed_equals_masked_with_padded_groups_and_every_run_length():
     keeps = [k0, k0 & _keep(2, 8, 8, 8, 0.6, seed=10)]
     lay = PackedLayout(keeps[0], 8, 8, 8)
     assert lay.spatial_groups().length % 16 == 0 and len(lay.temporal_runs().buckets) >= 5
-    out = {}
-    for execution in ("packed", "masked"):
-        model.execution = execution
-        with torch.no_grad():
-            out[execution] = model(x, keep_masks=keeps)
+    out = packed_and_masked(model, x, keeps)
     torch.testing.assert_close(out["packed"], out["masked"], atol=1e-5, rtol=0)
 
 
@@ -190,11 +187,7 @@ def test_packed_equals_masked_with_either_spatial_grouping(monkeypatch, runs_fro
     k1 = k0 & _keep(3, 4, 6, 6, 0.5, seed=14)
     k1[0] = False  # only the CLS from group 1 on
     k1[2].view(36, 4)[:, 3] = False  # an empty frame
-    out = {}
-    for execution in ("packed", "masked"):
-        model.execution = execution
-        with torch.no_grad():
-            out[execution] = model(x, keep_masks=[k0, k1])
+    out = packed_and_masked(model, x, [k0, k1])
     torch.testing.assert_close(out["packed"], out["masked"], atol=1e-5, rtol=0)
     lay = PackedLayout(k0, 4, 6, 6)
     assert (lay.spatial_runs() is not None) == (runs_from == 0)

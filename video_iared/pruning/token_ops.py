@@ -82,6 +82,16 @@ def _padded_length(longest: int, uneven: bool) -> int:
     return -(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
 
 
+def _sort_by_group(gid: torch.Tensor, counts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(order, gid_sorted, rank_sorted): the elements sorted by group (stable: their order within a group kept),
+    their groups, and each sorted element's rank within its group. gid (R,) group of each element; counts
+    (num_groups,) elements per group."""
+    order = torch.argsort(gid, stable=True)
+    gid_sorted = gid.index_select(0, order)
+    first = (torch.cumsum(counts, 0) - counts).index_select(0, gid_sorted)  # each group's first sorted slot
+    return order, gid_sorted, torch.arange(gid.shape[0], device=gid.device) - first
+
+
 def _build_groups(gid: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor,
                   prefix_rows: Optional[torch.Tensor]) -> GroupIndex:
     """Padded groups from per-row group ids (the length from ``_padded_length``).
@@ -92,10 +102,7 @@ def _build_groups(gid: torch.Tensor, rows: torch.Tensor, counts: torch.Tensor,
     every group (the CLS copy).
     """
     device = gid.device
-    order = torch.argsort(gid, stable=True)
-    gid_sorted = gid[order]
-    starts = torch.cumsum(counts, 0) - counts
-    slot_sorted = torch.arange(gid.shape[0], device=device) - starts[gid_sorted]  # rank within the group
+    order, gid_sorted, slot_sorted = _sort_by_group(gid, counts)
     offset = 0 if prefix_rows is None else 1
     num_groups = int(counts.shape[0])
     most = int(counts.max()) if num_groups > 0 else 0
@@ -185,11 +192,9 @@ def _frame_runs(counts: torch.Tensor, gid: torch.Tensor, T: int) -> FrameRuns:
     sorted_len = lengths.index_select(0, group_order)
     start = torch.empty_like(lengths)
     start[group_order] = torch.cumsum(sorted_len, 0) - sorted_len
-    order = torch.argsort(gid, stable=True)  # patches grouped by frame, packed order within a frame
-    gid_sorted = gid.index_select(0, order)
+    order, _, rank_sorted = _sort_by_group(gid, counts)  # patches by frame, packed order within a frame
     rank = torch.empty_like(gid)
-    first = (torch.cumsum(counts, 0) - counts).index_select(0, gid_sorted)  # each frame's first sorted slot
-    rank[order] = torch.arange(gid.shape[0], device=device) - first
+    rank[order] = rank_sorted
     patch_slot = start.index_select(0, gid) + 1 + rank
     num_slots = B * T + int(gid.shape[0])
     rows = torch.empty(num_slots, dtype=torch.long, device=device)
