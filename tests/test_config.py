@@ -65,6 +65,8 @@ def test_overrides_apply_with_types():
         (["TIMESFORMER.ATTENTION_TYPE", "full"], ["TIMESFORMER.ATTENTION_TYPE", "divided_space_time"]),
         (["DATA.TRAIN_CROP_SIZE", "230"], ["DATA.TRAIN_CROP_SIZE"]),
         (["TEST.ENSEMBLE_METHOD", "vote"], ["TEST.ENSEMBLE_METHOD"]),
+        (["IARED.TARGET_COST", "1.5"], ["IARED.TARGET_COST", "[0, 1)"]),
+        (["IARED.TARGET_COST", "0.5", "IARED.MODE", "keep_ratio"], ["IARED.TARGET_COST", "IARED.MODE threshold"]),
     ],
 )
 def test_bad_overrides_name_the_key(opts, words):

@@ -74,3 +74,37 @@ def test_train_iared_runs_every_stage(data_dir, tmp_path):
     found = build_test_model(cfg, torch.device("cpu"))
     final_sd = torch.load(final, weights_only=True)["model_state"]
     assert all(torch.equal(v, final_sd[k]) for k, v in found.state_dict().items())
+
+
+def test_target_cost_calibrates_the_threshold_for_the_test_stage(data_dir, tmp_path):
+    """IARED.TARGET_COST: the threshold is calibrated on the val split after the curriculum and after the
+    finetune, saved in the final checkpoint, and the test stage runs at it; a checkpoint without a calibration
+    (or one made for another budget) is refused by name."""
+    from video_iared.engine.multiview_test import build_test_model
+    from video_iared.engine.train_iared import train_iared
+
+    out = str(tmp_path / "out")
+    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+            "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "1", "IARED.INIT_KEEP_PROB", "0.9",
+            "IARED.TARGET_COST", "0.5"]  # interpreters start near keep-all: over the budget at threshold 0.5
+    cfg = tiny_cfg(data_dir, out, opts)
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(cfg))
+    dense_path = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None)
+    final = train_iared(cfg, dense_path)
+    rec = torch.load(final, weights_only=True)["iared_calibration"]
+    lines = [json.loads(l) for l in open(os.path.join(out, "stats.jsonl"))]
+    cal = [l for l in lines if l["stage"] == "iared_calibration"]
+    assert [l["after"] for l in cal] == ["curriculum", "finetune"]
+    assert rec["threshold"] == cal[-1]["threshold"] >= cal[0]["threshold"] > 0.5  # raised: a bisection ran
+    assert cal[0]["tried"][0][0] == 0.5 and cal[0]["tried"][0][1] > 0.5  # started over the budget
+    assert rec["cost_fraction"] <= 0.5 and rec["target_cost"] == 0.5 and rec["clips"] > 0
+    print("calibration points:", [l["tried"] for l in cal])
+
+    model = build_test_model(cfg, torch.device("cpu"), final)
+    assert model.threshold == rec["threshold"]
+    with pytest.raises(ValueError, match="calibrated for 0.5"):
+        build_test_model(tiny_cfg(data_dir, out, opts[:-1] + ["0.4"]), torch.device("cpu"), final)
+    stage = os.path.join(out, "checkpoints", "iared_stage_01.pyth")
+    with pytest.raises(ValueError, match="iared_stage_01.pyth carries no calibrated threshold"):
+        build_test_model(cfg, torch.device("cpu"), stage)

@@ -11,6 +11,10 @@ model in keep_ratio mode at --keep-ratios (default 0.7 0.5 0.3) side by side at 
 3 reps unless given), prints keep rate, fvcore GFLOPs, ms/clip, speed-up and its ratio to the GFLOPs speed-up,
 and ends with ``min_speedup_to_gflops_ratio=<float> dense_ms_b1=<float>``.
 
+Every benchmark first sets glibc's allocator to keep freed memory (``--malloc retain``, the default): with the
+defaults the dense model page-faults its large buffers in on every forward pass (8 % of its time here), a
+cost pruning would be credited with. ``--malloc default`` times the C library's defaults.
+
 Precision column (dense and IA-RED² in keep_ratio mode, every precision, interleaved round-robin):
 
     python tools/benchmark.py --speed --precision fp32 bf16 [--keep-ratios 0.7] [--compile] --cfg FILE ...
@@ -72,8 +76,18 @@ def main(argv=None) -> int:
     p.add_argument("--method-batch-sizes", type=int, nargs="+", default=[1, 8], help="--methods: timed batch sizes")
     p.add_argument("--quick", action="store_true", help="--methods: the CI setting (few videos, budgets, reps)")
     p.add_argument("--out-dir", default="", help="--methods: output folder (default OUTPUT_DIR/method_benchmark)")
+    p.add_argument("--malloc", choices=["retain", "default"], default="retain",
+                   help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "
+                        "dense TimeSformer-B 8 %% faster here), the fair baseline; default: the C library's defaults "
+                        "(video_iared.utils.malloc)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    if args.malloc == "retain":
+        from video_iared.utils.malloc import retain_freed_memory
+
+        print(retain_freed_memory(), flush=True)
+    else:
+        print("malloc: the C library's defaults (--malloc default)", flush=True)
 
     from video_iared.config import load_config_for_cli
 

@@ -97,6 +97,10 @@ _C.IARED.HEAD_DIM = 64  # interpreter query/key width per head
 _C.IARED.INIT_KEEP_PROB = 0.5  # every token's keep probability at the interpreters' initialisation (0.5: zero biases)
 _C.IARED.THRESHOLD = 0.5  # inference: keep a token when its keep probability exceeds this
 _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fixed top-k budget per group)
+# After the curriculum (and again after the finetune) raise IARED.THRESHOLD until the mean fvcore cost per val clip
+# is at most TARGET_COST of the dense model's (0.5: 2x fewer GFLOPs); the checkpoint keeps the calibrated threshold
+# and the predict / test stages use it (pruning/calibrate.py).
+_C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no calibration (use IARED.THRESHOLD)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)
 _C.IARED.TAU = 0.5  # reward penalty for a wrong prediction (R = -TAU)

@@ -132,6 +132,9 @@ def validate_config(cfg: CfgNode) -> None:
         )
         _require(all(0.0 < r <= 1.0 for r in ia.KEEP_RATIO), "IARED.KEEP_RATIO", "ratios must be in (0, 1]")
         _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
+        _require(0.0 <= ia.TARGET_COST < 1.0, "IARED.TARGET_COST", "must be in [0, 1) (0: no calibration)")
+        _require(ia.TARGET_COST == 0 or ia.MODE == "threshold", "IARED.TARGET_COST",
+                 "calibrates the threshold: needs IARED.MODE threshold")
         _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
         _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
         _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")

@@ -27,6 +27,8 @@ from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_
 
 logger = logging.getLogger(__name__)
 
+CALIBRATION_KEY = "iared_calibration"  # the checkpoint field holding the calibrated threshold (pruning/calibrate.py)
+
 
 def _arch(cfg: CfgNode) -> dict:
     from video_iared.engine.train import arch_from_cfg
@@ -104,19 +106,59 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             ckpt_io.save_checkpoint(path, model, stage + 1, None, None, cfg.dump(), arch)
         du.barrier()
 
+    set_stage(model, FINETUNE)  # every group active from here on
+    calibration = None
+    if ia.TARGET_COST > 0:
+        calibration = _calibrate(model, val_loader, device, ia.TARGET_COST, stats, "curriculum")
     if ia.FINETUNE_EPOCHS > 0:
         _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info)
+        set_stage(model, FINETUNE)
+        if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
+            calibration = _calibrate(model, val_loader, device, ia.TARGET_COST, stats, "finetune")
 
-    set_stage(model, FINETUNE)
-    model.active_groups = G
     final = final_checkpoint_path(cfg.OUTPUT_DIR)
     if info.is_main:
-        ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch)
+        extra = {CALIBRATION_KEY: calibration.record()} if calibration is not None else None
+        ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch, extra=extra)
     du.barrier()
     for p in model.parameters():
         p.requires_grad_(True)
     logger.info("IA-RED² training done: %s", final)
     return final
+
+
+def _calibrate(model: nn.Module, val_loader, device, target: float, stats: StatsWriter, after: str):
+    """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most ``target`` of dense."""
+    from video_iared.pruning.calibrate import calibrate_threshold
+    from video_iared.pruning.cost import dense_gflops
+
+    probe = next((b["clip"][:1] for b in val_loader if b.get("clip") is not None), None)
+    if probe is None:
+        raise RuntimeError("IARED.TARGET_COST: the val split gave no decodable clip to calibrate the threshold on")
+    dense = dense_gflops(model, probe.to(device))
+    reduce_fn = (lambda v: du.all_reduce_sum(v, device)) if du.is_initialized() else None
+    t0 = time.perf_counter()
+    cal = calibrate_threshold(model, val_loader, device, target, dense, model.threshold, reduce_fn=reduce_fn)
+    model.threshold = cal.threshold
+    logger.info("IA-RED² threshold calibrated after the %s: %.4f for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
+                "val top-1 %.2f%%, %d points, %.0f s", after, cal.threshold, cal.chosen.cost_fraction, target, dense,
+                cal.chosen.top1, len(cal.tried), time.perf_counter() - t0)
+    stats.write({"stage": "iared_calibration", "after": after, **cal.record(),
+                 "tried": [[p.threshold, p.cost_fraction, p.top1] for p in cal.tried]})
+    return cal
+
+
+def calibrated_threshold(checkpoint: str, target: float) -> dict:
+    """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target``.
+
+    Raises ValueError when the checkpoint carries none or was calibrated for another budget."""
+    rec = ckpt_io.read_checkpoint(checkpoint).get(CALIBRATION_KEY)
+    if rec is None:
+        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (trained "
+                         f"without IARED.TARGET_COST); set IARED.TARGET_COST 0 to use IARED.THRESHOLD")
+    if abs(float(rec["target_cost"]) - target) > 1e-9:
+        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} was calibrated for {rec['target_cost']}")
+    return rec
 
 
 def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info) -> None:

@@ -1,0 +1,77 @@
+"""Threshold calibration to a cost budget (``pruning.calibrate``): fvcore cost per clip measured on real clips,
+the budget met, the result reproducible by an independent measurement; and the engine's use of it."""
+import pytest
+import torch
+
+from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold, measure_threshold
+from video_iared.pruning.cost import clip_gflops, dense_gflops
+from video_iared.pruning.iared import IAREDTimeSformer
+
+T, S, K = 4, 32, 3
+
+
+def _model():
+    torch.manual_seed(0)
+    m = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, img_size=S, patch_size=8, num_frames=T,
+                         embed_dim=32, depth=2, num_heads=2, num_classes=K).eval()
+    with torch.no_grad():  # interpreters with a wide spread of keep probabilities
+        for interp in m.interpreters:
+            interp.qk.weight.normal_(0.0, 0.5)
+    return m
+
+
+def _loader(n_batches=3, batch=4):
+    g = torch.Generator().manual_seed(1)
+    return [{"clip": torch.randn(batch, 3, T, S, S, generator=g), "label": torch.randint(0, K, (batch,), generator=g)}
+            for _ in range(n_batches)]
+
+
+def _dense(m, loader):
+    return dense_gflops(m, loader[0]["clip"][:1])
+
+
+def test_calibrated_threshold_meets_the_budget_and_a_new_measurement_agrees():
+    m, loader = _model(), _loader(2, 3)
+    dense = _dense(m, loader)
+    full = measure_threshold(m, loader, torch.device("cpu"), 0.0, dense)
+    assert full.clips == 6 and full.cost_fraction > 0.6
+    cal = calibrate_threshold(m, loader, torch.device("cpu"), 0.6, dense, start=0.0, steps=4)
+    assert cal.chosen.cost_fraction <= 0.6 and cal.threshold > 0.0
+    assert m.threshold == 0.5  # the caller applies the result
+    # bisection bracket: a lower threshold tried went over the budget, within (0.999 - 0) / 2^4 of the choice
+    over = [p.threshold for p in cal.tried if p.cost_fraction > 0.6]
+    assert over and max(over) < cal.threshold <= max(over) + 0.999 / 2**4 + 1e-9
+    # independent measurement: every clip traced at the chosen threshold
+    m.threshold = cal.threshold
+    per_clip = torch.cat([clip_gflops(m, b["clip"]) for b in loader])
+    assert float(per_clip.mean()) / dense == pytest.approx(cal.chosen.cost_fraction, rel=1e-9)
+    assert cal.record()["threshold"] == cal.threshold and cal.record()["target_cost"] == 0.6
+
+
+def test_a_model_within_budget_keeps_its_threshold():
+    m, loader = _model(), _loader(1)
+    dense = _dense(m, loader)
+    cal = calibrate_threshold(m, loader, torch.device("cpu"), 0.99, dense, start=0.5)
+    assert cal.threshold == 0.5 and len(cal.tried) == 1
+
+
+def test_a_budget_below_the_fixed_costs_is_refused():
+    m, loader = _model(), _loader(1)
+    with pytest.raises(CalibrationError, match="below the cost at threshold 0.999"):
+        calibrate_threshold(m, loader, torch.device("cpu"), 0.01, _dense(m, loader), start=0.5)
+
+
+def test_no_clip_is_an_error():
+    m = _model()
+    with pytest.raises(CalibrationError, match="no clip"):
+        measure_threshold(m, [{"clip": None, "label": None}], torch.device("cpu"), 0.5, 1.0)
+
+
+def test_reduce_fn_sums_over_processes():
+    """Two 'processes' with the same clips: the reduced means equal one process's."""
+    m, loader = _model(), _loader(1)
+    dense = _dense(m, loader)
+    one = measure_threshold(m, loader, torch.device("cpu"), 0.5, dense)
+    two = measure_threshold(m, loader, torch.device("cpu"), 0.5, dense, reduce_fn=lambda v: [2 * x for x in v])
+    assert two.clips == 2 * one.clips and two.cost_fraction == pytest.approx(one.cost_fraction)
+    assert two.top1 == pytest.approx(one.top1) and two.keep_rates == pytest.approx(one.keep_rates)
