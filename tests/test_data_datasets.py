@@ -265,3 +265,14 @@ def test_training_loader_with_workers(k400):
     b = batches[0]
     assert b["clip"].shape == (2, 3, 4, 32, 32) and b["label"].shape == (2,) and b["bad"].tolist() == [0, 0]
     assert sorted(i for b in batches for i in b["index"].tolist()) == list(range(N_VIDEOS))
+
+
+def test_val_loader_subset_is_evenly_spaced_and_sharded(k400):
+    cfg = _cfg(k400)
+    full = [i for b in build_loader(cfg, "val") for i in b["index"].tolist()]
+    assert full == list(range(N_VIDEOS))
+    picked = [i for b in build_loader(cfg, "val", max_videos=3) for i in b["index"].tolist()]
+    assert picked == [0, 2, 5]  # round(linspace(0, 5, 3)): first, middle, last — not the first three
+    shards = [[i for b in build_loader(cfg, "val", r, 2, max_videos=3) for i in b["index"].tolist()] for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == picked and all(shards)
+    assert [i for b in build_loader(cfg, "val", max_videos=10) for i in b["index"].tolist()] == full

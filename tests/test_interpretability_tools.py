@@ -147,7 +147,11 @@ def trained(tmp_path_factory):
     model = build_model(cfg)
     for it in model.interpreters:
         torch.nn.init.normal_(it.qk.weight, std=0.5)
-    ckpt = save_checkpoint(os.path.join(out, "random_iared.pyth"), model, epoch=0)
+    # configs/synthetic.yaml sets IARED.TARGET_COST 0.5: the tools evaluate at the checkpoint's calibrated threshold
+    calibration = {"threshold": 0.5, "target_cost": cfg.IARED.TARGET_COST, "cost_fraction": 0.5, "top1": 0.0,
+                   "keep_rates": [0.5, 0.5], "clips": 1}
+    ckpt = save_checkpoint(os.path.join(out, "random_iared.pyth"), model, epoch=0,
+                           extra={"iared_calibration": calibration})
     return opts, ckpt, out
 
 

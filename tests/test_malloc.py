@@ -32,9 +32,13 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode: str) -> int:
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # glibc's own allocator with its defaults: no preloaded allocator, no MALLOC_*_ tuning from outside
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = REPO + os.pathsep + os.environ.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env,
                          check=True, cwd=REPO)
+    if mode == "retain":
+        assert "refused" not in out.stderr and "set" in out.stderr, out.stderr
     return int(out.stdout.strip().splitlines()[-1])
 
 

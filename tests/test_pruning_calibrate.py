@@ -75,3 +75,16 @@ def test_reduce_fn_sums_over_processes():
     two = measure_threshold(m, loader, torch.device("cpu"), 0.5, dense, reduce_fn=lambda v: [2 * x for x in v])
     assert two.clips == 2 * one.clips and two.cost_fraction == pytest.approx(one.cost_fraction)
     assert two.top1 == pytest.approx(one.top1) and two.keep_rates == pytest.approx(one.keep_rates)
+    # a process whose shard is empty gets the others' totals, hence the same point (no error, no hang)
+    totals = [one.cost_fraction * dense * one.clips, one.top1 / 100 * one.clips, one.clips,
+              *[k * one.clips for k in one.keep_rates]]
+    empty = measure_threshold(m, [], torch.device("cpu"), 0.5, dense,
+                              reduce_fn=lambda v: [a + b for a, b in zip(v, totals)])
+    assert empty.clips == one.clips and empty.cost_fraction == pytest.approx(one.cost_fraction)
+
+
+def test_calibration_refuses_a_model_not_on_the_threshold_policy():
+    m, loader = _model(), _loader(1)
+    m.group_policy = ["threshold", "all"]
+    with pytest.raises(ValueError, match="every group on the threshold policy"):
+        measure_threshold(m, loader, torch.device("cpu"), 0.5, 1.0)

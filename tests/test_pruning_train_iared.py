@@ -84,7 +84,8 @@ def test_target_cost_calibrates_the_threshold_for_the_test_stage(data_dir, tmp_p
     from video_iared.engine.train_iared import train_iared
 
     out = str(tmp_path / "out")
-    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]",
+            "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
             "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "1", "IARED.INIT_KEEP_PROB", "0.9",
             "IARED.TARGET_COST", "0.5"]  # interpreters start near keep-all: over the budget at threshold 0.5
     cfg = tiny_cfg(data_dir, out, opts)

@@ -390,13 +390,17 @@ def resolve_checkpoint(cfg, checkpoint: str = "") -> str:
 
 
 def build_explained_model(cfg, checkpoint: str = "") -> nn.Module:
-    """``build_model(cfg)`` with the weights of ``resolve_checkpoint`` loaded strictly, in eval mode."""
+    """``build_model(cfg)`` with the weights of ``resolve_checkpoint`` loaded strictly (and, with
+    IARED.TARGET_COST, the checkpoint's calibrated threshold), in eval mode."""
     from video_iared.checkpoint import load_checkpoint
     from video_iared.models import build_model
+
+    from video_iared.engine.train_iared import apply_calibration
 
     path = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg)
     load_checkpoint(path, model)
+    apply_calibration(cfg, model, path)  # IARED.TARGET_COST: explain the operating point that was tested
     logger.info("explaining the weights of %s", path)
     return model.eval()
 

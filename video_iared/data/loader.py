@@ -6,7 +6,7 @@ from typing import Dict, Iterator, List
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, Subset
 
 from .build import build_dataset, build_multiview_dataset
 
@@ -78,11 +78,16 @@ def per_process_batch(cfg: CfgNode, split: str, world_size: int) -> int:
     return cfg.TRAIN.BATCH_SIZE // div
 
 
-def build_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1) -> DataLoader:
+def build_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1, max_videos: int = 0) -> DataLoader:
     """The clip loader of ``split``; batches as ``collate_clips``. Training shuffles (DistributedSampler
     across processes: call ``loader.sampler.set_epoch(epoch)``) and drops the last partial batch;
-    val/test keep order and are sharded by ``ShardSampler``."""
+    val/test keep order and are sharded by ``ShardSampler``. ``max_videos`` > 0 (val/test): at most that many
+    videos, evenly spaced over the list (lists are often sorted by class, so not the first ones)."""
     dataset = build_dataset(cfg, split)
+    if max_videos > 0 and split != "train" and len(dataset) > max_videos:
+        picked = torch.linspace(0, len(dataset) - 1, max_videos).round().long().unique().tolist()
+        logger.info("%s loader: %d of %d videos, evenly spaced", split, len(picked), len(dataset))
+        dataset = Subset(dataset, picked)
     batch = per_process_batch(cfg, split, world_size)
     if split == "train":
         sampler = (DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.RNG_SEED)

@@ -255,7 +255,7 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
     rule), else ``checkpoint`` (the one just trained), else (IA-RED² configs) the curriculum's final
     ``checkpoints/checkpoint_iared.pyth``, else the latest checkpoint of OUTPUT_DIR; loaded strictly through
     ``load_checkpoint``; in eval mode. With IARED.TARGET_COST > 0 the threshold is the one the checkpoint was
-    calibrated to (``train_iared.calibrated_threshold``), not IARED.THRESHOLD."""
+    calibrated to (``train_iared.apply_calibration``), not IARED.THRESHOLD."""
     import os
 
     from video_iared.checkpoint import load_checkpoint
@@ -270,13 +270,9 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
             f"{os.path.join(cfg.OUTPUT_DIR, 'checkpoints')})")
     logger.info("%sevaluating weights %s", tag, path)
     load_checkpoint(path, model)
-    if cfg.IARED.ENABLE and cfg.IARED.TARGET_COST > 0:  # the threshold calibrated for this budget in training
-        from video_iared.engine.train_iared import calibrated_threshold
+    from video_iared.engine.train_iared import apply_calibration
 
-        rec = calibrated_threshold(path, cfg.IARED.TARGET_COST)
-        model.threshold = float(rec["threshold"])
-        logger.info("%sIA-RED² threshold %.4f from the checkpoint (calibrated for cost <= %.3f of dense: val cost "
-                    "%.3f, top-1 %.2f%%)", tag, model.threshold, rec["target_cost"], rec["cost_fraction"], rec["top1"])
+    apply_calibration(cfg, model, path, tag)  # IARED.TARGET_COST: the threshold calibrated in training
     return model.eval()
 
 

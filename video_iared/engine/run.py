@@ -65,6 +65,9 @@ def _run_benchmark(cfg: CfgNode) -> None:
         from video_iared.analysis.speed import benchmark_from_cfg
     except ImportError as e:
         raise StageNotBuiltError(f"BENCHMARK.TYPE speed: video_iared.analysis.speed.benchmark_from_cfg is missing ({e})")
+    from video_iared.utils.malloc import retain_freed_memory
+
+    logger.info(retain_freed_memory())  # as tools/benchmark.py: no page faults credited to any variant
     benchmark_from_cfg(cfg)
 
 

@@ -109,12 +109,12 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     set_stage(model, FINETUNE)  # every group active from here on
     calibration = None
     if ia.TARGET_COST > 0:
-        calibration = _calibrate(model, val_loader, device, ia.TARGET_COST, stats, "curriculum")
+        calibration = _calibrate(cfg, model, device, stats, info, "curriculum")
     if ia.FINETUNE_EPOCHS > 0:
         _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info)
         set_stage(model, FINETUNE)
         if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
-            calibration = _calibrate(model, val_loader, device, ia.TARGET_COST, stats, "finetune")
+            calibration = _calibrate(cfg, model, device, stats, info, "finetune")
 
     final = final_checkpoint_path(cfg.OUTPUT_DIR)
     if info.is_main:
@@ -127,22 +127,29 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     return final
 
 
-def _calibrate(model: nn.Module, val_loader, device, target: float, stats: StatsWriter, after: str):
-    """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most ``target`` of dense."""
-    from video_iared.pruning.calibrate import calibrate_threshold
+def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str):
+    """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
+    (on IARED.CALIBRATION_VIDEOS val videos, every process the same answer)."""
+    from video_iared.data import build_loader
+    from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
     from video_iared.pruning.cost import dense_gflops
 
-    probe = next((b["clip"][:1] for b in val_loader if b.get("clip") is not None), None)
-    if probe is None:
-        raise RuntimeError("IARED.TARGET_COST: the val split gave no decodable clip to calibrate the threshold on")
-    dense = dense_gflops(model, probe.to(device))
-    reduce_fn = (lambda v: du.all_reduce_sum(v, device)) if du.is_initialized() else None
+    ia = cfg.IARED
+    loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size, max_videos=ia.CALIBRATION_VIDEOS)
+    size = cfg.DATA.TEST_CROP_SIZE  # the dense cost depends on the clip's shape only
+    probe = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, size, size, device=device)
+    dense = dense_gflops(model, probe)
     t0 = time.perf_counter()
-    cal = calibrate_threshold(model, val_loader, device, target, dense, model.threshold, reduce_fn=reduce_fn)
+    try:
+        cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
+                                  reduce_fn=lambda v: du.all_reduce_sum(v, device))
+    except CalibrationError as e:
+        raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
+                               f"{e}") from e
     model.threshold = cal.threshold
     logger.info("IA-RED² threshold calibrated after the %s: %.4f for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
-                "val top-1 %.2f%%, %d points, %.0f s", after, cal.threshold, cal.chosen.cost_fraction, target, dense,
-                cal.chosen.top1, len(cal.tried), time.perf_counter() - t0)
+                "val top-1 %.2f%% on %d clips, %d points, %.0f s", after, cal.threshold, cal.chosen.cost_fraction,
+                ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried), time.perf_counter() - t0)
     stats.write({"stage": "iared_calibration", "after": after, **cal.record(),
                  "tried": [[p.threshold, p.cost_fraction, p.top1] for p in cal.tried]})
     return cal
@@ -154,11 +161,23 @@ def calibrated_threshold(checkpoint: str, target: float) -> dict:
     Raises ValueError when the checkpoint carries none or was calibrated for another budget."""
     rec = ckpt_io.read_checkpoint(checkpoint).get(CALIBRATION_KEY)
     if rec is None:
-        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (trained "
-                         f"without IARED.TARGET_COST); set IARED.TARGET_COST 0 to use IARED.THRESHOLD")
+        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (only the final "
+                         f"checkpoint_iared.pyth of a run with IARED.TARGET_COST does); set IARED.TARGET_COST 0 to "
+                         f"use IARED.THRESHOLD")
     if abs(float(rec["target_cost"]) - target) > 1e-9:
         raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} was calibrated for {rec['target_cost']}")
     return rec
+
+
+def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str = "") -> None:
+    """With IARED.TARGET_COST > 0, set ``model.threshold`` to the one ``checkpoint`` was calibrated to (the
+    test, predict and explanation tools all evaluate the model at its calibrated operating point)."""
+    if not (cfg.IARED.ENABLE and cfg.IARED.TARGET_COST > 0):
+        return
+    rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST)
+    model.threshold = float(rec["threshold"])
+    logger.info("%sIA-RED² threshold %.4f from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
+                "top-1 %.2f%%)", tag, model.threshold, rec["target_cost"], rec["cost_fraction"], rec["top1"])
 
 
 def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info) -> None:

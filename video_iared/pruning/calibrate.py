@@ -64,7 +64,12 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
     """Run ``model`` (threshold mode, every group active) on the clips of ``loader`` (dicts with "clip" and
     "label") at ``threshold``: mean fvcore GFLOPs per clip / ``dense_gflops``, top-1, mean keep rates.
     ``reduce_fn`` sums a list of numbers over processes (distributed runs; None: this process only)."""
-    saved = model.threshold
+    policies = model.policies() if model.group_policy is None else list(model.group_policy)
+    if model.mode != "threshold" or model.group_policy is not None or model.active_groups != model.num_groups:
+        raise ValueError(f"threshold calibration needs every group on the threshold policy (mode {model.mode!r}, "
+                         f"group_policy {model.group_policy}, active groups {model.active_groups} of "
+                         f"{model.num_groups}: policies {policies})")
+    saved, was_training = model.threshold, model.training
     model.threshold = float(threshold)
     model.eval()
     sums: Optional[torch.Tensor] = None  # [gflops, correct, clips, keep_0 .. keep_G-1]
@@ -81,6 +86,7 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
             sums = row if sums is None else sums + row
     finally:
         model.threshold = saved
+        model.train(was_training)
     if sums is None:
         sums = torch.zeros(3 + model.num_groups, dtype=torch.float64)
     totals = reduce_fn(sums.tolist()) if reduce_fn is not None else sums.tolist()
