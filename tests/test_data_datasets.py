@@ -20,7 +20,7 @@ from video_iared.data import (
     build_multiview_dataset, build_multiview_loader, build_reader,
 )
 from video_iared.data.annotations import VideoRecord
-from video_iared.data.loader import collate_clips
+from video_iared.data.loader import collate_clips, set_loader_epoch
 from video_iared.data.multiview import MultiViewDataset
 from video_iared.data.readers import VideoReader
 from video_iared.data.sampling import ClipSampler, dense_indices
@@ -82,13 +82,19 @@ def test_eval_item_format_and_frame_order(k400):
 
 
 def test_training_items_random_and_reproducible(k400):
-    ds = build_dataset(_cfg(k400), "train")
-    torch.manual_seed(0)
-    a = [ds[0]["clip"] for _ in range(3)]
-    torch.manual_seed(0)
-    b = ds[0]["clip"]
-    assert torch.equal(a[0], b) and not torch.equal(a[0], a[1])
+    ds = build_dataset(_cfg(k400), "train")  # seeded with RNG_SEED: draws per (epoch, item)
+    a = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        a.append(ds[0]["clip"])
+    ds.set_epoch(0)
+    assert torch.equal(a[0], ds[0]["clip"]) and not torch.equal(a[0], a[1])
     assert a[0].shape == (3, 4, 32, 32)
+    ds.seed = None  # unseeded: the draws come from torch's RNG
+    torch.manual_seed(0)
+    b = [ds[0]["clip"] for _ in range(2)]
+    torch.manual_seed(0)
+    assert torch.equal(ds[0]["clip"], b[0]) and not torch.equal(b[0], b[1])
 
 
 def _red_on_left(clip):
@@ -108,10 +114,17 @@ def test_ssv2_never_flips_kinetics_does(tmp_path, k400):
     cfg.TRAIN.DATASET = "ssv2"
     ssv2 = build_dataset(cfg, "train")
     assert ssv2.transform.flip is False and ssv2.sampler.mode == "segment"
-    assert all(_red_on_left(ssv2[i % 2]["clip"]) for i in range(16))
+    never = []
+    for epoch in range(8):
+        ssv2.set_epoch(epoch)
+        never += [_red_on_left(ssv2[0]["clip"]), _red_on_left(ssv2[1]["clip"])]
+    assert all(never)
     kin = build_dataset(_cfg(k400, RANDOM_FLIP=True, TRAIN_JITTER_SCALES=[32, 32]), "train")
     assert kin.transform.flip is True and kin.sampler.mode == "dense"
-    flips = [_red_on_left(kin[0]["clip"]) for _ in range(16)]
+    flips = []
+    for epoch in range(16):
+        kin.set_epoch(epoch)
+        flips.append(_red_on_left(kin[0]["clip"]))
     assert 0 < sum(flips) < 16
     # SSv2 test split falls back to validation; a missing webm is reported at build time
     (tmp_path / "something-something-v2-validation.json").write_text(json.dumps(entries + [{"id": "9", "template": "Pushing [something] from right to left"}]))
@@ -276,3 +289,28 @@ def test_val_loader_subset_is_evenly_spaced_and_sharded(k400):
     shards = [[i for b in build_loader(cfg, "val", r, 2, max_videos=3) for i in b["index"].tolist()] for r in (0, 1)]
     assert sorted(shards[0] + shards[1]) == picked and all(shards)
     assert [i for b in build_loader(cfg, "val", max_videos=10) for i in b["index"].tolist()] == full
+
+
+def test_training_draws_depend_on_seed_epoch_and_index_only(k400):
+    """Item i of epoch e is the same clip in a fresh dataset (a resumed run), in any order, and through a loader
+    with persistent workers that already served other epochs; another epoch draws another clip."""
+    cfg = _cfg(k400)
+    ds = build_dataset(cfg, "train")
+    ds.set_epoch(3)
+    epoch3 = [ds[i]["clip"] for i in range(N_VIDEOS)]
+    ds.set_epoch(4)
+    assert not all(torch.equal(ds[i]["clip"], epoch3[i]) for i in range(N_VIDEOS))
+    resumed = build_dataset(cfg, "train")
+    resumed.set_epoch(3)
+    assert all(torch.equal(resumed[i]["clip"], epoch3[i]) for i in reversed(range(N_VIDEOS)))
+    cfg.DATA_LOADER.NUM_WORKERS = 2
+    loader = build_loader(cfg, "train")
+    for epoch in (0, 3):
+        set_loader_epoch(loader, epoch)
+        got = {i: c for b in loader for i, c in zip(b["index"].tolist(), b["clip"])}
+    assert sorted(got) == list(range(N_VIDEOS))
+    assert all(torch.equal(got[i], epoch3[i]) for i in got)
+    other = build_dataset(_cfg(k400), "train")
+    other.seed = cfg.RNG_SEED + 1
+    other.set_epoch(3)
+    assert not all(torch.equal(other[i]["clip"], epoch3[i]) for i in range(N_VIDEOS))

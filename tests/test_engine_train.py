@@ -57,9 +57,10 @@ def test_train_writes_stats_and_checkpoints(data_dir, tmp_path):
 
 def test_resume_after_kill_continues_with_same_optimizer_state(data_dir, tmp_path):
     """Run A trains 3 epochs straight; run B is killed right after its epoch-1 checkpoint, then resumed.
-    Both must end with the same weights: the epoch, optimizer state, schedule and data order carried over."""
+    Both must end with the same weights: the epoch, optimizer state, schedule, data order and augmentations
+    carried over — with persistent loader workers, whose own RNG a resumed run cannot restore."""
     extra = ["SOLVER.MAX_EPOCH", "3", "TRAIN.EVAL_PERIOD", "0", "SOLVER.OPTIMIZING_METHOD", "sgd",
-             "SOLVER.BASE_LR", "0.05"]
+             "SOLVER.BASE_LR", "0.05", "DATA_LOADER.NUM_WORKERS", "2"]
     a_dir, b_dir = str(tmp_path / "a"), str(tmp_path / "b")
     train(tiny_cfg(data_dir, a_dir, extra))
 

@@ -45,9 +45,10 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(malloc._glibc() is None, reason="mallopt settings exist only in glibc")
 def test_retained_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")
-    # measured here: ~47,000 faults with glibc's defaults, ~2,300 retained
+    # measured here over repeated runs: 46,874-169,076 faults with glibc's defaults, 0-13,476 retained (the
+    # retained count depends on where the heap lands in the address space)
     assert default > 5000, f"the probe should page-fault with glibc's defaults (got {default})"
-    assert retained * 5 < default, f"retained {retained} vs default {default} page faults"
+    assert retained * 2 < default, f"retained {retained} vs default {default} page faults"
 
 
 def test_without_glibc_nothing_is_set(monkeypatch):

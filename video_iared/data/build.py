@@ -73,6 +73,7 @@ def build_dataset(cfg: CfgNode, split: str) -> VideoClipDataset:
     return VideoClipDataset(
         records, reader_fn(cfg), build_sampler(cfg, adapter), transform, train,
         max_bad_fraction=d.MAX_BAD_FRACTION, decode_timeout=d.DECODE_TIMEOUT, class_names=names,
+        seed=cfg.RNG_SEED if train else None,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Dict, Iterator, List
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
 from .build import build_dataset, build_multiview_dataset
 
@@ -79,8 +79,8 @@ def per_process_batch(cfg: CfgNode, split: str, world_size: int) -> int:
 
 
 def build_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1, max_videos: int = 0) -> DataLoader:
-    """The clip loader of ``split``; batches as ``collate_clips``. Training shuffles (DistributedSampler
-    across processes: call ``loader.sampler.set_epoch(epoch)``) and drops the last partial batch;
+    """The clip loader of ``split``; batches as ``collate_clips``. Training shuffles (a DistributedSampler, also
+    for one process: call ``set_loader_epoch(loader, epoch)``) and drops the last partial batch;
     val/test keep order and are sharded by ``ShardSampler``. ``max_videos`` > 0 (val/test): at most that many
     videos, evenly spaced over the list (lists are often sorted by class, so not the first ones)."""
     dataset = build_dataset(cfg, split)
@@ -89,16 +89,29 @@ def build_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1, m
         logger.info("%s loader: %d of %d videos, evenly spaced", split, len(picked), len(dataset))
         dataset = Subset(dataset, picked)
     batch = per_process_batch(cfg, split, world_size)
+    kwargs = _loader_kwargs(cfg)
     if split == "train":
-        sampler = (DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.RNG_SEED)
-                   if world_size > 1 else RandomSampler(dataset))
+        # The shuffle is a function of (RNG_SEED, epoch) (``set_loader_epoch``) and the loader's own seed draw comes
+        # from a generator of its own, not torch's global RNG: with persistent workers that draw happens only when
+        # the first epoch of a process starts, which would shift a resumed run's RNG stream.
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.RNG_SEED)
         drop_last = len(dataset) // world_size >= batch
+        kwargs["generator"] = torch.Generator().manual_seed(cfg.RNG_SEED)
     else:
         sampler, drop_last = ShardSampler(len(dataset), rank, world_size), False
     logger.info("%s loader: %d videos, %d clips per batch per process x %d processes, %d workers",
                 split, len(dataset), batch, world_size, cfg.DATA_LOADER.NUM_WORKERS)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=drop_last,
-                      collate_fn=collate_clips, **_loader_kwargs(cfg))
+                      collate_fn=collate_clips, **kwargs)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Before an epoch: the sampler's shuffle (``DistributedSampler.set_epoch``) and the dataset's per-item
+    random draws (``VideoClipDataset.set_epoch``) for ``epoch``, so that a resumed run draws what an unbroken
+    one would, with any number of workers."""
+    for part in (getattr(loader, "sampler", None), getattr(loader, "dataset", None)):
+        if hasattr(part, "set_epoch"):
+            part.set_epoch(epoch)
 
 
 def build_multiview_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1) -> DataLoader:

@@ -105,6 +105,20 @@ def item_rng() -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
+class SharedEpoch:
+    """The current epoch, in shared memory: persistent loader workers hold a copy of the dataset made when they
+    started, so an epoch set on the main process's dataset must reach them through memory they share."""
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.RawValue("q", 0)
+
+    def set(self, epoch: int) -> None:
+        self._value.value = int(epoch)
+
+    def get(self) -> int:
+        return int(self._value.value)
+
+
 class BadVideoTable:
     """Distinct undecodable videos, shared between the loader workers (a shared-memory byte per video)."""
 
@@ -156,6 +170,9 @@ class VideoClipDataset(VideoListDataset):
         max_bad_fraction: training stops when more than this fraction of the videos failed.
         decode_timeout: seconds per video before it counts as failed (0: no watchdog).
         class_names: optional names indexed by label.
+        seed: with a seed, item ``i``'s random draws (clip start, scale, crop, flip) come from a generator seeded
+            with (seed, epoch, i) — the same whatever the number of loader workers, the order of the items or
+            a resumption (call ``set_epoch`` before each epoch); None: from torch's RNG (``item_rng``).
     """
 
     def __init__(
@@ -168,9 +185,12 @@ class VideoClipDataset(VideoListDataset):
         max_bad_fraction: float = 1.0,
         decode_timeout: float = 0.0,
         class_names: Optional[List[str]] = None,
+        seed: Optional[int] = None,
     ):
         super().__init__(records, reader_fn, sampler, transform, decode_timeout, class_names)
         self.train, self.max_bad_fraction = train, max_bad_fraction
+        self.seed = seed
+        self.epoch = SharedEpoch()
         self.bad = BadVideoTable(len(self.records))
         self._logged: set = set()  # per process: log each bad video once
 
@@ -196,8 +216,17 @@ class VideoClipDataset(VideoListDataset):
                 f"{self.max_bad_fraction:g} allows (run tools/check_videos.py for the reasons):\n{listed}"
             )
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next items are drawn for (with a ``seed``; shared with the loader's workers)."""
+        self.epoch.set(epoch)
+
+    def _item_rng(self, index: int) -> np.random.Generator:
+        if self.seed is None:
+            return item_rng()
+        return np.random.default_rng([self.seed % 2**63, self.epoch.get(), index])
+
     def __getitem__(self, index: int) -> Dict[str, object]:
-        rng = item_rng()
+        rng = self._item_rng(index)
         if not self.train:
             rec = self.records[index]
             try:

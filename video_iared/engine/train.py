@@ -164,7 +164,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     weights when set. Validates every TRAIN.EVAL_PERIOD epochs and keeps ``checkpoint_best.pyth`` (highest
     clip-level val top-1). Only rank 0 writes checkpoints and stats.jsonl.
     """
-    from video_iared.data import build_loader
+    from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.models import build_model
 
     info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
@@ -214,11 +214,10 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     best_top1 = _best_so_far(cfg.OUTPUT_DIR)
     last_path = latest or ""
     for epoch in range(start_epoch, s.MAX_EPOCH):
-        # Per-epoch seeding makes a resumed run draw the same shuffles and augmentations as an unbroken one.
+        # Per-epoch seeding (shuffle, dropout) and per-(epoch, video) augmentation seeds make a resumed run draw
+        # what an unbroken one would, whatever DATA_LOADER.NUM_WORKERS.
         torch.manual_seed(cfg.RNG_SEED + epoch)
-        sampler = getattr(train_loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_loader_epoch(train_loader, epoch)
         t0 = time.perf_counter()
         summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                   cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD)

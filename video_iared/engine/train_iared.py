@@ -52,7 +52,7 @@ def _fmt(v) -> str:
 def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     """Curriculum (one stage per group, IARED.CURRICULUM_EPOCHS each) + IARED.FINETUNE_EPOCHS of finetuning."""
     from video_iared.checkpoint import load_checkpoint
-    from video_iared.data import build_loader
+    from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.pruning import build_iared_model
 
     info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
@@ -84,9 +84,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
         epochs = ia.CURRICULUM_EPOCHS
         for epoch in range(epochs):
             torch.manual_seed(cfg.RNG_SEED + 1000 * (stage + 1) + epoch)
-            sampler = getattr(train_loader, "sampler", None)
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
+            set_loader_epoch(train_loader, 1000 * (stage + 1) + epoch)  # draws of their own, the same on resumption
             t0 = time.perf_counter()
             # cosine decay of the interpreter's learning rate within the stage
             lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
@@ -182,6 +180,7 @@ def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str 
 
 def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info) -> None:
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens."""
+    from video_iared.data.loader import set_loader_epoch
     from video_iared.engine.amp import amp_dtype, make_scaler
     from video_iared.engine.train import train_one_epoch, wrap_ddp
 
@@ -207,6 +206,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     try:
         for epoch in range(epochs):
             torch.manual_seed(cfg.RNG_SEED + 7919 + epoch)
+            set_loader_epoch(train_loader, 7919 + epoch)
             summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                       cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD)
             model.group_policy = None
