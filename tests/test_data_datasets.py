@@ -22,7 +22,7 @@ from video_iared.data import (
 from video_iared.data.annotations import VideoRecord
 from video_iared.data.loader import collate_clips, set_loader_epoch
 from video_iared.data.multiview import MultiViewDataset
-from video_iared.data.readers import VideoReader
+from video_iared.data.readers import VideoDecodeError, VideoReader
 from video_iared.data.sampling import ClipSampler, dense_indices
 from video_iared.data.transforms import TestTransform, TrainTransform
 
@@ -314,3 +314,37 @@ def test_training_draws_depend_on_seed_epoch_and_index_only(k400):
     other.seed = cfg.RNG_SEED + 1
     other.set_epoch(3)
     assert not all(torch.equal(other[i]["clip"], epoch3[i]) for i in range(N_VIDEOS))
+
+
+class CorruptReader(VideoReader):
+    """Opens fine (32 frames) but fails in the decode itself, after the clip's frames were drawn."""
+
+    def __init__(self, path):
+        self.path, self.num_frames, self.fps = path, 32, 16.0
+
+    def _read(self, idx):
+        raise VideoDecodeError(self.path, "corrupt packet")
+
+
+def _corrupt_or_real(path, corrupt_name):
+    return CorruptReader(path) if os.path.basename(path) == corrupt_name else build_reader(path, "pyav")
+
+
+def test_replacement_draws_do_not_depend_on_known_bad_videos(k400):
+    """Item 1 reads a corrupt video (its clip start drawn, then the decode fails) and is replaced by video 2: the
+    same clip whether video 1 is already flagged (skipped undecoded, as in an unbroken run) or met for the first
+    time (a resumed run, another worker)."""
+    recs = [VideoRecord(os.path.join(str(k400), f"videos/v{i}.mp4"), i % 3, f"l:{i}") for i in range(N_VIDEOS)]
+    fn = functools.partial(_corrupt_or_real, corrupt_name="v1.mp4")
+    sets = []
+    for flagged in (False, True):
+        ds = VideoClipDataset(recs, fn, ClipSampler("dense", 4, 4), TrainTransform((32, 40), 32, True, [0.45] * 3,
+                              [0.225] * 3), True, max_bad_fraction=0.5, seed=0)
+        if flagged:
+            ds.bad.mark(1)
+        ds.set_epoch(2)
+        sets.append((ds[1], ds[2]))
+    (a, a2), (b, _) = sets
+    assert a["index"] == b["index"] == 2 and a["bad"] == b["bad"] == 1
+    assert torch.equal(a["clip"], b["clip"])
+    assert not torch.equal(a["clip"], a2["clip"])  # the replacement draws are its own, not item 2's

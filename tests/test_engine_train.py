@@ -37,10 +37,15 @@ def test_tiny_model_loss_goes_down(data_dir, tmp_path):
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 9, losses  # going down, not just ending low
 
 
-def test_train_writes_stats_and_checkpoints(data_dir, tmp_path):
+def test_train_writes_stats_and_checkpoints(data_dir, tmp_path, monkeypatch):
     cfg = tiny_cfg(data_dir, str(tmp_path), ["TRAIN.GRAD_ACCUM_STEPS", "2", "TRAIN.CLIP_GRAD_NORM", "1.0",
                                              "TRAIN.LABEL_SMOOTHING", "0.1"])
+    from video_iared.data import loader as loader_mod
+
+    epochs, real = [], loader_mod.set_loader_epoch
+    monkeypatch.setattr(loader_mod, "set_loader_epoch", lambda l, e: (epochs.append(e), real(l, e)))
     last = train(cfg)
+    assert epochs == [0, 1]  # every epoch gets its own shuffle and augmentation draws
     assert last.endswith("checkpoint_epoch_00002.pyth")
     ck = torch.load(last, weights_only=True)
     assert ck["epoch"] == 2 and ck["arch"]["embed_dim"] == 32 and "TIMESFORMER" in ck["cfg"]

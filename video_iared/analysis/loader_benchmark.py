@@ -40,13 +40,19 @@ def _with(cfg: CfgNode, **data) -> CfgNode:
 
 def _time_batches(loader, warmup: int, iters: int, count, desc: str, progress: bool) -> Dict[str, float]:
     """Run ``warmup`` then ``iters`` batches (restarting the loader at its end); items counted by ``count``."""
+    from video_iared.data.loader import set_loader_epoch
+
+    epoch = 0
+    set_loader_epoch(loader, epoch)
     it = iter(loader)
 
     def next_batch():
-        nonlocal it
+        nonlocal it, epoch
         try:
             return next(it)
-        except StopIteration:
+        except StopIteration:  # a new epoch: new order and draws, as in training
+            epoch += 1
+            set_loader_epoch(loader, epoch)
             it = iter(loader)
             return next(it)
 

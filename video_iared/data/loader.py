@@ -61,6 +61,9 @@ def _loader_kwargs(cfg: CfgNode) -> Dict[str, object]:
         "pin_memory": bool(cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available() and cfg.NUM_GPUS > 0),
         "worker_init_fn": _worker_init if workers > 0 else None,
         "persistent_workers": workers > 0,
+        # the loader's seed draw (worker seeds) from a generator of its own, never from torch's global RNG: with
+        # persistent workers it happens when a process's first epoch starts, which would shift a resumed run
+        "generator": torch.Generator().manual_seed(cfg.RNG_SEED),
     }
 
 
@@ -91,12 +94,9 @@ def build_loader(cfg: CfgNode, split: str, rank: int = 0, world_size: int = 1, m
     batch = per_process_batch(cfg, split, world_size)
     kwargs = _loader_kwargs(cfg)
     if split == "train":
-        # The shuffle is a function of (RNG_SEED, epoch) (``set_loader_epoch``) and the loader's own seed draw comes
-        # from a generator of its own, not torch's global RNG: with persistent workers that draw happens only when
-        # the first epoch of a process starts, which would shift a resumed run's RNG stream.
+        # the shuffle is a function of (RNG_SEED, epoch) (``set_loader_epoch``), with one process too
         sampler = DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.RNG_SEED)
         drop_last = len(dataset) // world_size >= batch
-        kwargs["generator"] = torch.Generator().manual_seed(cfg.RNG_SEED)
     else:
         sampler, drop_last = ShardSampler(len(dataset), rank, world_size), False
     logger.info("%s loader: %d videos, %d clips per batch per process x %d processes, %d workers",

@@ -4,8 +4,8 @@ Failure policy (one place for it):
 - a video that fails to open or decode (or takes longer than ``decode_timeout`` seconds) raises
   ``VideoDecodeError`` inside ``load_frames``; nothing else in the pipeline catches decode errors.
 - training: the failure is logged with path and reason, the video is flagged in a shared table, and the
-  next index (i + 1, i + 2, ... modulo N: deterministic) is used instead; the item's ``bad`` field counts
-  the replacements. Known-bad videos are skipped without decoding them again.
+  next index (i + 1, i + 2, ... modulo N: deterministic, and so are its random draws, see ``seed``) is used
+  instead; the item's ``bad`` field counts the replacements. Known-bad videos are skipped without decoding them again.
 - counting across loader workers: the flags live in a shared-memory byte array (one byte per video,
   created before the workers start and inherited by them), so every worker sees the same set of distinct
   bad videos. When more than ``max_bad_fraction`` of the videos are flagged, the item raises
@@ -100,8 +100,8 @@ def load_frames(
 
 
 def item_rng() -> np.random.Generator:
-    """A numpy generator seeded from torch's RNG: the DataLoader reseeds torch in every worker from the
-    main process's seed, so items are reproducible under ``torch.manual_seed`` and differ per epoch."""
+    """A numpy generator seeded from torch's RNG, for datasets built without a seed: reproducible under
+    ``torch.manual_seed`` in-process; with persistent workers only within the first epoch a process runs."""
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
@@ -171,8 +171,9 @@ class VideoClipDataset(VideoListDataset):
         decode_timeout: seconds per video before it counts as failed (0: no watchdog).
         class_names: optional names indexed by label.
         seed: with a seed, item ``i``'s random draws (clip start, scale, crop, flip) come from a generator seeded
-            with (seed, epoch, i) — the same whatever the number of loader workers, the order of the items or
-            a resumption (call ``set_epoch`` before each epoch); None: from torch's RNG (``item_rng``).
+            with (seed, epoch, i) (plus the replacement video's index when a bad video is replaced) — the same
+            whatever the number of loader workers, the order of the items, the bad videos already known or a
+            resumption (call ``set_epoch`` before each epoch); None: from torch's RNG (``item_rng``).
     """
 
     def __init__(
@@ -220,17 +221,21 @@ class VideoClipDataset(VideoListDataset):
         """The epoch the next items are drawn for (with a ``seed``; shared with the loader's workers)."""
         self.epoch.set(epoch)
 
-    def _item_rng(self, index: int) -> np.random.Generator:
+    def _item_rng(self, index: int, video: int) -> np.random.Generator:
+        """The draws of item ``index`` read from ``video`` (itself, or its replacement after a bad video): a
+        generator of its own per attempt, so a failed attempt's draws never shift the next one's (whether a video
+        is already known to be bad differs between an unbroken run, a resumed one and the workers)."""
         if self.seed is None:
             return item_rng()
-        return np.random.default_rng([self.seed % 2**63, self.epoch.get(), index])
+        key = [self.seed % 2**63, self.epoch.get(), index] + ([] if video == index else [video])
+        return np.random.default_rng(key)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        rng = self._item_rng(index)
         if not self.train:
             rec = self.records[index]
             try:
-                return {"clip": self._clip(index, rng), "label": rec.label, "index": index, "bad": 0}
+                return {"clip": self._clip(index, self._item_rng(index, index)), "label": rec.label, "index": index,
+                        "bad": 0}
             except VideoDecodeError as e:
                 logger.warning("evaluation: undecodable video %s: %s", rec.path, e.reason)
                 return {"clip": None, "label": rec.label, "index": index, "bad": 0, "path": rec.path, "error": e.reason}
@@ -240,7 +245,7 @@ class VideoClipDataset(VideoListDataset):
             if self.bad.is_bad(j):
                 continue  # known bad (here or in another worker): do not decode it again
             try:
-                clip = self._clip(j, rng)
+                clip = self._clip(j, self._item_rng(index, j))
             except VideoDecodeError as e:
                 self._record_failure(j, e)
                 continue

@@ -84,7 +84,8 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
         epochs = ia.CURRICULUM_EPOCHS
         for epoch in range(epochs):
             torch.manual_seed(cfg.RNG_SEED + 1000 * (stage + 1) + epoch)
-            set_loader_epoch(train_loader, 1000 * (stage + 1) + epoch)  # draws of their own, the same on resumption
+            # draws of their own, the same on resumption (distinct from the dense epochs' while MAX_EPOCH < 1000)
+            set_loader_epoch(train_loader, 1000 * (stage + 1) + epoch)
             t0 = time.perf_counter()
             # cosine decay of the interpreter's learning rate within the stage
             lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
