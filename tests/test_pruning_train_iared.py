@@ -109,3 +109,23 @@ def test_target_cost_calibrates_the_threshold_for_the_test_stage(data_dir, tmp_p
     stage = os.path.join(out, "checkpoints", "iared_stage_01.pyth")
     with pytest.raises(ValueError, match="iared_stage_01.pyth carries no calibrated threshold"):
         build_test_model(cfg, torch.device("cpu"), stage)
+
+
+def test_train_iared_does_not_depend_on_the_rng_state_before_it(data_dir, tmp_path):
+    """``make demo`` trains and tests the dense model before ``train_iared``; a run with IARED.DENSE_CHECKPOINT
+    calls it straight away. Whatever the RNG went through before, the IA-RED² model must come out the same."""
+    from video_iared.engine.train_iared import train_iared
+
+    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]",
+            "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8", "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "0"]
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(tiny_cfg(data_dir, str(tmp_path), opts)))
+    dense_path = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None)
+    finals = []
+    for i, history in enumerate((1, 12345)):
+        torch.manual_seed(history)
+        torch.rand(history % 97)  # some other use of the RNG before
+        final = train_iared(tiny_cfg(data_dir, str(tmp_path / f"run{i}"), opts), dense_path)
+        finals.append(torch.load(final, weights_only=True)["model_state"])
+    assert finals[0].keys() == finals[1].keys()
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])

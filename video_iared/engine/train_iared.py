@@ -58,6 +58,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
     device = info.device
     ia = cfg.IARED
+    # the interpreters' initialisation from RNG_SEED alone: the same whether the dense model was trained, tested
+    # or loaded in this process before (make demo == the same run with IARED.DENSE_CHECKPOINT)
+    torch.manual_seed(cfg.RNG_SEED)
     model = build_iared_model(cfg)
     report = load_checkpoint(dense_checkpoint, model)  # strict: only the interpreters may be missing
     logger.info("IA-RED²: backbone from %s (%d tensors loaded)", dense_checkpoint, len(report.loaded))
