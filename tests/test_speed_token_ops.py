@@ -111,14 +111,20 @@ def test_pack_and_shrink_are_the_boolean_gathers():
     assert torch.equal(y, small.pack(tokens)) and torch.equal(small.keep, new_keep)
 
 
-def test_packed_equals_masked_with_padded_groups_and_every_run_length():
-    """An 8x8 grid over 8 frames: spatial groups long enough to be padded, temporal runs of 1..8 frames."""
+def _tiny_iared(img_size: int, num_frames: int) -> IAREDTimeSformer:
+    """A seeded two-group IA-RED² TimeSformer (dim 32, 2 blocks) whose temporal_fc is not zero (it is at init)."""
     torch.manual_seed(0)
-    kw = dict(img_size=64, patch_size=8, num_classes=5, embed_dim=32, depth=2, num_heads=4, num_frames=8,
-              drop_path_rate=0.0)
-    model = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, **kw).eval()
+    model = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, img_size=img_size, patch_size=8,
+                             num_classes=5, embed_dim=32, depth=2, num_heads=4, num_frames=num_frames,
+                             drop_path_rate=0.0).eval()
     for blk in model.blocks:
         torch.nn.init.normal_(blk.temporal_fc.weight, std=0.1)
+    return model
+
+
+def test_packed_equals_masked_with_padded_groups_and_every_run_length():
+    """An 8x8 grid over 8 frames: spatial groups long enough to be padded, temporal runs of 1..8 frames."""
+    model = _tiny_iared(img_size=64, num_frames=8)
     x = torch.randn(2, 3, 8, 64, 64)
     k0 = _keep(2, 8, 8, 8, 0.8, seed=9)
     keeps = [k0, k0 & _keep(2, 8, 8, 8, 0.6, seed=10)]
@@ -176,12 +182,7 @@ def test_frame_runs_equal_attention_per_frame(seed):
 @pytest.mark.parametrize("runs_from", [0, 10 ** 9])  # spatial attention always as frame runs / always padded
 def test_packed_equals_masked_with_either_spatial_grouping(monkeypatch, runs_from):
     monkeypatch.setattr(token_ops, "RUNS_FROM", runs_from)
-    torch.manual_seed(0)
-    kw = dict(img_size=48, patch_size=8, num_classes=5, embed_dim=32, depth=2, num_heads=4, num_frames=4,
-              drop_path_rate=0.0)
-    model = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, **kw).eval()
-    for blk in model.blocks:
-        torch.nn.init.normal_(blk.temporal_fc.weight, std=0.1)
+    model = _tiny_iared(img_size=48, num_frames=4)
     x = torch.randn(3, 3, 4, 48, 48)
     k0 = _keep(3, 4, 6, 6, 0.8, seed=13)
     k1 = k0 & _keep(3, 4, 6, 6, 0.5, seed=14)
