@@ -76,6 +76,77 @@ def test_torchrun_two_processes_match_single_process(tmp_path, capsys):
     assert [r["iteration"] for r in iters] == [1, 2, 3]  # 24 videos / (2 processes x 4 clips)
 
 
+@pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed in the venv")
+def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits(tmp_path):
+    """The IA-RED² stage under torchrun (2 gloo processes): the curriculum averages the interpreters' gradients
+    by hand, the finetune runs under DDP, the calibration sums its costs over processes. The run checks that the
+    replicas stayed bit-identical after every stage and at the end (it raises otherwise), and its statistics
+    count every process's clips: the whole train (24) and val (8) splits."""
+    from video_iared.checkpoint.io import save_checkpoint
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.models.timesformer import TimeSformer
+
+    d = make_dataset(str(tmp_path / "data"))
+    out = str(tmp_path / "iared")
+    iared = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]",
+             "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+             "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "1", "IARED.INIT_KEEP_PROB", "0.9",
+             "IARED.TARGET_COST", "0.5", "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1",
+             "SYNTHETIC.ENABLE", "False", "DIST_BACKEND", "gloo"]
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(tiny_cfg(d, out, iared)))
+    dense_path = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "tools/run_net.py",
+                        "--cfg", "configs/synthetic_dense.yaml"]
+                       + tiny_opts(d, out, iared + ["IARED.DENSE_CHECKPOINT", dense_path]),
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert _last_summary(r.stdout)["videos"] == 12
+    lines = read_stats(os.path.join(out, "stats.jsonl"))
+    cur = [l for l in lines if l["stage"] == "iared_curriculum"]
+    val = [l for l in lines if l["stage"] == "iared_val"]
+    fin = [l for l in lines if l["stage"] == "iared_finetune"]
+    cal = [l for l in lines if l["stage"] == "iared_calibration"]
+    assert [l["train_clips"] for l in cur] == [24, 24] and [l["clips"] for l in val] == [8, 8]
+    assert [(l["clips"], l["val_clips"]) for l in fin] == [(24, 8)]  # the finetune's train and val figures
+    assert [l["clips"] for l in cal] == [8, 8] and [l["after"] for l in cal] == ["curriculum", "finetune"]
+    rec = torch.load(os.path.join(out, "checkpoints", "checkpoint_iared.pyth"), weights_only=True)["iared_calibration"]
+    assert rec["threshold"] == cal[-1]["threshold"] and rec["cost_fraction"] <= 0.5
+
+
+def _replica_check_worker(rank: int, store: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        same = [torch.arange(6.0).reshape(2, 3), torch.tensor(0.5, dtype=torch.float64)]
+        du.check_replicas_equal(same, "equal tensors")  # must pass
+        diverged = [same[0] + (1e-7 if rank == 1 else 0.0), same[1]]  # one ulp-scale change on rank 1 only
+        try:
+            du.check_replicas_equal(diverged, "the interpreter")
+            result = "no error"
+        except RuntimeError as e:
+            result = str(e)
+        with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+            f.write(result)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_replica_check_raises_on_every_rank_when_copies_differ(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_replica_check_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        text = (tmp_path / f"rank{rank}.txt").read_text()
+        assert text.startswith("the interpreter: the copies on rank(s) [1] differ from rank 0's"), text
+    # without a process group the check is a no-op; the fingerprint sees dtype and shape, not only values
+    du.check_replicas_equal([torch.zeros(3)], "single process")
+    assert du.fingerprint([torch.zeros(3)]) != du.fingerprint([torch.zeros(3, dtype=torch.float64)])
+    assert du.fingerprint([torch.zeros(3)]) != du.fingerprint([torch.zeros(1, 3)])
+
+
 def test_device_choice_comes_from_config(monkeypatch):
     assert du.resolve_device("cpu", 1).type == "cpu"
     assert du.resolve_device("auto", 0).type == "cpu"  # NUM_GPUS 0 forces the cpu

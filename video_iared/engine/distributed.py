@@ -6,9 +6,10 @@ on the one process, so the engine code is the same with and without torchrun.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -116,6 +117,32 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def fingerprint(tensors: Sequence[torch.Tensor]) -> str:
+    """A digest of the exact bytes (and shapes, dtypes) of ``tensors``: equal iff they are bit-identical."""
+    h = hashlib.blake2b(digest_size=16)
+    for t in tensors:
+        t = t.detach().contiguous().cpu()
+        h.update(f"{tuple(t.shape)}{t.dtype};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_replicas_equal(tensors: Sequence[torch.Tensor], what: str) -> None:
+    """Raise RuntimeError on every process when ``tensors`` are not bit-identical on all processes.
+
+    For state that data-parallel training must keep in step by construction (the curriculum averages the
+    interpreters' gradients itself, outside DDP): a silent divergence would make rank 0's checkpoint one
+    replica among several. No-op without a process group.
+    """
+    if not is_initialized():
+        return
+    digests = all_gather_objects(fingerprint(tensors))
+    differ = [r for r, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise RuntimeError(f"{what}: the copies on rank(s) {differ} differ from rank 0's "
+                           f"({len(digests)} processes); data-parallel replicas diverged")
 
 
 def cleanup() -> None:

@@ -149,6 +149,14 @@ def lr_fn_from_cfg(cfg: CfgNode) -> Callable[[float], float]:
                                  s.WARMUP_EPOCHS, s.WARMUP_START_LR)
 
 
+def reduce_epoch_summary(summary: Dict, device: torch.device) -> None:
+    """``train_one_epoch``'s summary over every process (in place): loss and top-1 weighted by clip counts."""
+    loss, top1, clips, bad = du.all_reduce_sum(
+        [summary["loss"] * summary["clips"], summary["top1"] * summary["clips"], summary["clips"],
+         summary["bad_videos"]], device)
+    summary.update(loss=loss / max(clips, 1), top1=top1 / max(clips, 1), clips=int(clips), bad_videos=int(bad))
+
+
 def wrap_ddp(model: nn.Module, info: du.DistInfo, find_unused: bool) -> nn.Module:
     """DistributedDataParallel under torchrun, the bare model otherwise."""
     if not info.distributed:
@@ -221,11 +229,8 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         t0 = time.perf_counter()
         summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                   cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD)
-        if info.distributed:  # every process's epoch figures, weighted by its clip count
-            loss, top1, clips, bad = du.all_reduce_sum(
-                [summary["loss"] * summary["clips"], summary["top1"] * summary["clips"], summary["clips"],
-                 summary["bad_videos"]], device)
-            summary.update(loss=loss / clips, top1=top1 / clips, clips=int(clips), bad_videos=int(bad))
+        if info.distributed:
+            reduce_epoch_summary(summary, device)
         logger.info("epoch %d/%d: loss %.4f, train top-1 %.2f%%, %.1f clips/s, data %.3f s/it, lr %.2e, "
                     "bad videos %d, %.0f s", epoch + 1, s.MAX_EPOCH, summary["loss"], summary["top1"],
                     summary["clips_per_s"], summary["data_time"], summary["lr"], summary["bad_videos"],

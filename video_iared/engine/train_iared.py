@@ -71,6 +71,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
     G = model.num_groups
     mode = ia.MODE
+    reduce_fn = _stats_reduce(info, device)
     logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
                 "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), mode,
                 ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
@@ -92,8 +93,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             t0 = time.perf_counter()
             # cosine decay of the interpreter's learning rate within the stage
             lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
-            tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr)
-            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU)
+            tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr,
+                                  reduce_fn)
+            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn)
             logger.info(
                 "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
                 "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, cost %.3f, %.0f s", stage, epoch + 1,
@@ -104,6 +106,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
                          **{f"train_{k}": v for k, v in tr.items()},
                          **{f"keep_rate_g{g}": v for g, v in enumerate(tr["keep_rates"])}})
             stats.write({"stage": "iared_val", "curriculum_stage": stage, "epoch": epoch + 1, **val})
+        # the interpreter's gradients are averaged by hand (curriculum._all_reduce_grads), not by DDP
+        du.check_replicas_equal([p for p in model.parameters() if p.requires_grad],
+                                f"IA-RED² stage {stage}: the trained interpreter")
         if info.is_main:
             ckpt_io.save_checkpoint(path, model, stage + 1, None, None, cfg.dump(), arch)
         du.barrier()
@@ -118,6 +123,8 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
         if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
             calibration = _calibrate(cfg, model, device, stats, info, "finetune")
 
+    du.check_replicas_equal(list(model.parameters()) + [torch.tensor(model.threshold, dtype=torch.float64)],
+                            "IA-RED² final model (parameters and threshold)")
     final = final_checkpoint_path(cfg.OUTPUT_DIR)
     if info.is_main:
         extra = {CALIBRATION_KEY: calibration.record()} if calibration is not None else None
@@ -127,6 +134,11 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
         p.requires_grad_(True)
     logger.info("IA-RED² training done: %s", final)
     return final
+
+
+def _stats_reduce(info, device):
+    """Sums over processes for the curriculum's statistics (None in a single process)."""
+    return (lambda v: du.all_reduce_sum(v, device)) if info.distributed else None
 
 
 def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str):
@@ -186,7 +198,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens."""
     from video_iared.data.loader import set_loader_epoch
     from video_iared.engine.amp import amp_dtype, make_scaler
-    from video_iared.engine.train import train_one_epoch, wrap_ddp
+    from video_iared.engine.train import reduce_epoch_summary, train_one_epoch, wrap_ddp
 
     ia = cfg.IARED
     set_stage(model, FINETUNE)
@@ -214,12 +226,16 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
             summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                       cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD)
             model.group_policy = None
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU)
+            if info.distributed:
+                reduce_epoch_summary(summary, device)
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, _stats_reduce(info, device))
             model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
             logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
                         epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),
                         _fmt(val.get("keep_rates_threshold", [])))
-            stats.write({"stage": "iared_finetune", "epoch": epoch + 1, **summary, **val})
+            # train figures as train_one_epoch names them; the val split's with a val_ prefix (both have "clips")
+            stats.write({"stage": "iared_finetune", "epoch": epoch + 1, **summary,
+                         **{f"val_{k}": v for k, v in val.items()}})
             if info.is_main:
                 path = os.path.join(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR), f"iared_finetune_epoch_{epoch + 1:05d}.pyth")
                 ckpt_io.save_checkpoint(path, model, epoch + 1, optimizer, scaler, cfg.dump(), arch)

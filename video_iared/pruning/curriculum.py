@@ -8,7 +8,7 @@ with the cross-entropy loss on the tokens the (frozen) interpreters keep at infe
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,7 @@ from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_f
 
 Stage = Union[int, str]
 FINETUNE = "finetune"
+ReduceFn = Callable[[List[float]], List[float]]  # element-wise sum over processes (engine.distributed.all_reduce_sum)
 
 
 def stage_policies(stage: Stage, num_groups: int, mode: str, sample: bool) -> List[str]:
@@ -113,14 +114,20 @@ def curriculum_epoch(
     baseline: str,
     device: torch.device,
     lr: Optional[float] = None,
+    reduce_fn: Optional[ReduceFn] = None,
 ) -> Dict[str, object]:
-    """One pass of REINFORCE over ``loader`` (dicts with "clip", "label"); mean statistics of the epoch."""
+    """One pass of REINFORCE over ``loader`` (dicts with "clip", "label"); mean statistics of the epoch.
+
+    ``reduce_fn`` (several processes): sums the epoch's counts over processes, so the statistics cover every
+    process's clips, not only this one's shard.
+    """
     if lr is not None:
         for g in optimizer.param_groups:
             g["lr"] = lr
+    G = model.num_groups
     n = correct = 0
     reward_sum = loss_sum = 0.0
-    keep_sum: Optional[torch.Tensor] = None
+    keep_sum = torch.zeros(G, dtype=torch.float64)
     for batch in loader:
         if batch.get("clip") is None:
             continue
@@ -132,8 +139,10 @@ def curriculum_epoch(
         correct += out["correct"]
         reward_sum += out["reward"] * b
         loss_sum += out["loss"] * b
-        k = torch.tensor(out["keep_rates"]) * b
-        keep_sum = k if keep_sum is None else keep_sum + k
+        keep_sum += torch.tensor(out["keep_rates"], dtype=torch.float64) * b
+    if reduce_fn is not None:
+        n, correct, reward_sum, loss_sum, *keep = reduce_fn([n, correct, reward_sum, loss_sum, *keep_sum.tolist()])
+        n, correct, keep_sum = int(n), int(correct), torch.tensor(keep, dtype=torch.float64)
     if n == 0:
         return {"clips": 0, "reward": math.nan, "loss": math.nan, "top1_sampled": math.nan, "keep_rates": []}
     return {
@@ -147,8 +156,9 @@ def curriculum_epoch(
 
 @torch.no_grad()
 def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Stage, mode: str,
-                      tau: float) -> Dict[str, object]:
-    """Clip-level accuracy, keep rates and reward of the sampled and of the thresholded policy at ``stage``."""
+                      tau: float, reduce_fn: Optional[ReduceFn] = None) -> Dict[str, object]:
+    """Clip-level accuracy, keep rates and reward of the sampled and of the thresholded policy at ``stage``;
+    ``reduce_fn`` (several processes, each with its shard of ``loader``'s split): over every process's clips."""
     model.eval()
     G = model.num_groups
     res: Dict[str, object] = {}
@@ -157,7 +167,7 @@ def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Sta
             continue
         n = correct = 0
         reward_sum = 0.0
-        keep_sum = torch.zeros(G)
+        keep_sum = torch.zeros(G, dtype=torch.float64)
         model.group_policy = stage_policies(stage, G, mode, sample)
         for batch in loader:
             if batch.get("clip") is None:
@@ -168,14 +178,18 @@ def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Sta
             ok = logits.argmax(1) == y
             rates = model.last_keep_rates
             reward_sum += float(compute_reward(ok, kept_fraction(rates, model.groups), tau).sum())
-            keep_sum += rates.sum(0).cpu()
+            keep_sum += rates.sum(0).cpu().double()
             correct += int(ok.sum())
             n += y.shape[0]
         model.group_policy = None
+        if reduce_fn is not None:
+            n, correct, reward_sum, *keep = reduce_fn([n, correct, reward_sum, *keep_sum.tolist()])
+            n, correct, keep_sum = int(n), int(correct), torch.tensor(keep, dtype=torch.float64)
         if n:
+            mean_keep = (keep_sum / n).float()
             res[f"top1_{name}"] = 100.0 * correct / n
-            res[f"keep_rates_{name}"] = (keep_sum / n).tolist()
+            res[f"keep_rates_{name}"] = mean_keep.tolist()
             res[f"reward_{name}"] = reward_sum / n
-            res[f"cost_fraction_{name}"] = float(kept_fraction((keep_sum / n).unsqueeze(0), model.groups))
+            res[f"cost_fraction_{name}"] = float(kept_fraction(mean_keep.unsqueeze(0), model.groups))
         res["clips"] = n
     return res
