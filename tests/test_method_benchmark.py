@@ -58,7 +58,10 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     iared = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
     iared.load_state_dict(dense.state_dict(), strict=False)
     dense_ck = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=dense.arch())
-    iared_ck = save_checkpoint(str(tmp_path / "iared.pyth"), iared, 1, arch=iared.arch())
+    # as train_iared saves it with IARED.TARGET_COST: the benchmark adds the calibrated threshold's row
+    calibration = {"threshold": 0.55, "target_cost": 0.5, "cost_fraction": 0.49, "top1": 50.0, "clips": 8}
+    iared_ck = save_checkpoint(str(tmp_path / "iared.pyth"), iared, 1, arch=iared.arch(),
+                               extra={"iared_calibration": calibration})
 
     rc = _load_tool().main(["--methods", "--quick", "--dense-checkpoint", dense_ck, "--iared-checkpoint", iared_ck,
                             "--out-dir", str(tmp_path / "bench"),
@@ -74,9 +77,11 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     with open(bench / "methods.csv") as f:
         rows = list(csv.DictReader(f))
     methods = [r["method"] for r in rows]
-    # --quick: two budgets per method, dense once
+    # --quick: two budgets per method, dense once; the thresholds 0.3, 0.5 and the checkpoint's calibrated 0.55
     assert methods == ["dense"] + ["random"] * 2 + ["evit"] * 2 + ["tome"] * 2 + ["iared_ratio"] * 2 + \
-        ["iared_threshold"] * 2
+        ["iared_threshold"] * 3
+    assert [r["budget"] for r in rows if r["method"] == "iared_threshold"] == ["thr 0.3", "thr 0.5",
+                                                                               "thr 0.55 (calibrated)"]
     by = {(r["method"], r["budget"]): r for r in rows}
     dense_g = float(by[("dense", "")]["gflops"])
     for m in ("random", "evit", "iared_ratio"):

@@ -114,9 +114,10 @@ def tome_r_for_fraction(tokens_per_frame: int, depth: int, fraction: float) -> i
 
 def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequence[str], groups: Sequence[int],
                    keep_ratios: Sequence[float], thresholds: Sequence[float], tome_rs: Optional[Sequence[int]],
-                   timesformer_kwargs: dict, seed: int = 0) -> List[Variant]:
+                   timesformer_kwargs: dict, seed: int = 0, calibrated: Optional[float] = None) -> List[Variant]:
     """The variants to measure. ``dense`` carries the dense weights (random / EViT / ToMe run on it as is);
-    ``iared`` (an ``IAREDTimeSformer`` with trained interpreters, or None) serves both IA-RED² methods."""
+    ``iared`` (an ``IAREDTimeSformer`` with trained interpreters, or None) serves both IA-RED² methods.
+    ``calibrated``: the threshold the IA-RED² checkpoint was calibrated to (its row is labelled so)."""
     from video_iared.pruning.baselines import build_baseline
 
     unknown = [m for m in methods if m not in ALL_METHODS]
@@ -150,7 +151,8 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
         if "iared_threshold" in methods:
             for t in thresholds:
                 # the fraction depends on the clips: filled in from the measured keep rates
-                out.append(Variant("iared_threshold", f"thr {t:g}",
+                label = f"thr {t:g}" + (" (calibrated)" if calibrated is not None and t == calibrated else "")
+                out.append(Variant("iared_threshold", label,
                                    BudgetView(iared, mode="threshold", threshold=float(t), group_policy=None,
                                               active_groups=G),
                                    math.nan))
@@ -444,6 +446,18 @@ def resolve_checkpoints(cfg, dense: str, iared: str) -> "tuple[str, str]":
     return dense, iared
 
 
+def _calibrated_threshold(checkpoint: str) -> Optional[float]:
+    """The threshold an IA-RED² checkpoint was calibrated to (IARED.TARGET_COST), or None."""
+    from video_iared.engine.train_iared import calibration_record
+
+    rec = calibration_record(checkpoint) if checkpoint else None
+    if rec is None:
+        return None
+    logger.info("%s: calibrated threshold %.4f (cost <= %.3f of dense on val): added to the thresholds", checkpoint,
+                rec["threshold"], rec["target_cost"])
+    return float(rec["threshold"])
+
+
 def _load_models(cfg, opts: MethodBenchmarkOptions, device: torch.device):
     """(dense TimeSformer, IA-RED² model or None, groups, timesformer kwargs, weights note)."""
     from video_iared.checkpoint import load_checkpoint
@@ -497,9 +511,12 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
         methods.remove("iared_threshold")
     opts = copy.copy(opts)
     opts.methods = methods
+    calibrated = _calibrated_threshold(opts.iared_checkpoint) if "iared_threshold" in methods else None
+    if calibrated is not None and calibrated not in opts.thresholds:  # the model's own operating point
+        opts.thresholds = sorted([*opts.thresholds, calibrated])
     dense, iared, groups, tkw, weights_note = _load_models(cfg, opts, device)
     variants = build_variants(dense, iared, methods, groups, opts.keep_ratios, opts.thresholds, opts.tome_r, tkw,
-                              cfg.RNG_SEED)
+                              cfg.RNG_SEED, calibrated)
     logger.info("method benchmark: %d variants (%s); %s", len(variants), ", ".join(v.name for v in variants),
                 weights_note)
     C, T, S = cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE

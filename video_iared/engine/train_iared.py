@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -169,11 +170,17 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     return cal
 
 
+def calibration_record(checkpoint: str) -> Optional[dict]:
+    """The ``iared_calibration`` record of a checkpoint (threshold, target_cost, cost_fraction, top1, clips), or
+    None when it carries none."""
+    return ckpt_io.read_checkpoint(checkpoint).get(CALIBRATION_KEY)
+
+
 def calibrated_threshold(checkpoint: str, target: float) -> dict:
     """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target``.
 
     Raises ValueError when the checkpoint carries none or was calibrated for another budget."""
-    rec = ckpt_io.read_checkpoint(checkpoint).get(CALIBRATION_KEY)
+    rec = calibration_record(checkpoint)
     if rec is None:
         raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (only the final "
                          f"checkpoint_iared.pyth of a run with IARED.TARGET_COST does); set IARED.TARGET_COST 0 to "
