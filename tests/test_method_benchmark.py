@@ -94,3 +94,93 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     # a higher threshold keeps fewer tokens (random interpreters still give per-token probabilities around 0.5)
     assert float(by[("iared_threshold", "thr 0.5")]["token_fraction"]) < \
         float(by[("iared_threshold", "thr 0.3")]["token_fraction"])
+
+
+def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
+    """A row's finetune trains a copy at the row's budget (the random baseline keeps half its tokens in every
+    training forward), leaves the shared model untouched, and returns it in eval mode."""
+    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
+    from video_iared.data.loader import build_loader
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.pruning.baselines import build_baseline
+    from video_iared.models.timesformer import TimeSformer
+
+    data = str(tmp_path / "data")
+    make_dataset(data)
+    cfg = tiny_cfg(data, str(tmp_path / "out"), EXTRA + ["IARED.FINETUNE_LR", "0.01"])
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(cfg))
+    base = build_baseline("random", dense, [2, 2], [1.0, 1.0], seed=0, timesformer_kwargs=timesformer_kwargs(cfg))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    seen = []
+    recipe = recipe_from_cfg(cfg, 1)
+    recipe.drop_path_rate = 0.1  # the eval-built model has none: the finetune puts the config's back
+    tuned = finetune_variant_model(base, {"keep_ratio": [0.5, 0.5]}, build_loader(cfg, "train"), recipe,
+                                   torch.device("cpu"), "random keep 0.5")
+    assert isinstance(tuned.blocks[0].drop_path, torch.nn.Identity)
+    assert tuned.blocks[3].drop_path.drop_prob == pytest.approx(0.1)
+    tuned.register_forward_hook(lambda m, i, o: seen.append(m.last_keep_rates.clone()))
+    assert not tuned.training and tuned.keep_ratio == [0.5, 0.5] and base.keep_ratio == [1.0, 1.0]
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the shared model untouched
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])]
+    assert "head.weight" in changed and any(k.startswith("blocks.3.") for k in changed)
+    with torch.no_grad():
+        tuned(torch.randn(2, 3, 4, 32, 32))
+    assert torch.allclose(seen[0], torch.tensor([[0.5, 0.25]] * 2))
+
+
+def test_methods_benchmark_finetunes_the_comparison_rows(tmp_path):
+    """--finetune-epochs: every comparison row gets its own finetuned copy; the IA-RED² keep_ratio rows start from
+    the curriculum's last stage checkpoint with the interpreters frozen; the threshold rows stay as trained."""
+    from video_iared.analysis.method_benchmark import (
+        MethodBenchmarkOptions,
+        last_stage_checkpoint,
+        run_method_benchmark,
+    )
+    from video_iared.checkpoint.io import save_checkpoint
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.models.timesformer import TimeSformer
+    from video_iared.pruning.build import iared_kwargs
+    from video_iared.pruning.iared import IAREDTimeSformer
+
+    data, out = str(tmp_path / "data"), str(tmp_path / "out")
+    make_dataset(data)
+    cfg = tiny_cfg(data, out, EXTRA)
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(cfg))
+    dense_ck = save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=dense.arch())
+    stage = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
+    stage.load_state_dict(dense.state_dict(), strict=False)  # the curriculum: dense backbone, own interpreters
+    ck_dir = tmp_path / "run" / "checkpoints"
+    stage0 = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
+    save_checkpoint(str(ck_dir / "iared_stage_00.pyth"), stage0, 1, arch=None)
+    stage_ck = save_checkpoint(str(ck_dir / "iared_stage_01.pyth"), stage, 2, arch=None)
+    final = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))  # "finetuned": other weights
+    final_ck = save_checkpoint(str(ck_dir / "checkpoint_iared.pyth"), final, 2, arch=None)
+    assert last_stage_checkpoint(final_ck) == stage_ck and last_stage_checkpoint("") == ""
+
+    opts = MethodBenchmarkOptions(methods=["dense", "random", "evit", "tome", "iared_ratio", "iared_threshold"],
+                                  dense_checkpoint=dense_ck, iared_checkpoint=final_ck, quick=True, finetune_epochs=1,
+                                  out_dir=str(tmp_path / "b"))
+    variants = run_method_benchmark(cfg, opts)
+    tuned = {v.name: v.results.get("finetune_epochs") for v in variants}
+    assert [v.method for v in variants if tuned[v.name] == 1] == ["dense"] + ["random"] * 2 + ["evit"] * 2 + \
+        ["tome"] * 2 + ["iared_ratio"] * 2
+    assert all(tuned[v.name] is None for v in variants if v.method == "iared_threshold")
+    note = ("finetune: the dense, random drop, EViT top-k, ToMe (per frame), IA-RED² keep_ratio rows trained 1 epoch "
+            "with the method active")
+    assert note in (tmp_path / "b" / "methods.md").read_text()
+    # each budget got its own copy: the two EViT rows no longer share weights
+    evit = [v.model.model for v in variants if v.method == "evit"]
+    assert evit[0] is not evit[1] and not torch.equal(evit[0].head.weight, evit[1].head.weight)
+    # IA-RED² keep_ratio: the stage checkpoint's interpreters, untouched; its backbone trained from the dense one
+    ratio = [v.model.model for v in variants if v.method == "iared_ratio"]
+    for m in ratio:
+        assert all(torch.equal(p, stage.state_dict()[k]) for k, p in m.state_dict().items() if k.startswith("interp"))
+        assert not torch.equal(m.head.weight, dense.head.weight) and m.group_policy is None
+    thr = next(v.model.model for v in variants if v.method == "iared_threshold")
+    assert all(torch.equal(p, final.state_dict()[k]) for k, p in thr.state_dict().items())
+    with pytest.raises(ValueError, match="--finetune-epochs needs the accuracy run"):
+        run_method_benchmark(cfg, MethodBenchmarkOptions(methods=["dense"], dense_checkpoint="", iared_checkpoint="",
+                                                         accuracy=False, finetune_epochs=1, quick=True,
+                                                         out_dir=str(tmp_path / "c")))

@@ -29,7 +29,7 @@ accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and t
 
     python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.7]
                               [--tome-r R ...] [--dense-checkpoint F] [--iared-checkpoint F] [--no-accuracy]
-                              [--quick] [--out-dir DIR] [--method-batch-sizes 1 8] --cfg FILE ...
+                              [--quick] [--out-dir DIR] [--method-batch-sizes 1 8] [--finetune-epochs N] --cfg FILE ...
 """
 import argparse
 import logging
@@ -75,6 +75,12 @@ def main(argv=None) -> int:
     p.add_argument("--gflops-views", type=int, default=8, help="--methods: views traced by fvcore per variant")
     p.add_argument("--method-batch-sizes", type=int, nargs="+", default=[1, 8], help="--methods: timed batch sizes")
     p.add_argument("--quick", action="store_true", help="--methods: the CI setting (few videos, budgets, reps)")
+    p.add_argument("--iared-curriculum-checkpoint", default="auto",
+                   help="--finetune-epochs: where the IA-RED² keep_ratio rows start (trained interpreters, dense "
+                        "backbone); auto: the last iared_stage_XX.pyth beside the IA-RED² checkpoint; '' none")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="--methods: finetune the dense, random, EViT and ToMe rows this many epochs with IA-RED²'s "
+                        "finetune recipe (IARED.FINETUNE_LR, SOLVER.*) before measuring accuracy (0: as they are)")
     p.add_argument("--out-dir", default="", help="--methods: output folder (default OUTPUT_DIR/method_benchmark)")
     p.add_argument("--malloc", choices=["retain", "default"], default="retain",
                    help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "
@@ -139,7 +145,8 @@ def main(argv=None) -> int:
                 iared_checkpoint=args.iared_checkpoint, accuracy=not args.no_accuracy, max_videos=args.max_videos,
                 gflops_views=args.gflops_views, batch_sizes=args.method_batch_sizes,
                 warmup=1 if args.warmup is None else args.warmup, reps=3 if args.reps is None else args.reps,
-                precision=args.precision[0], out_dir=args.out_dir, quick=args.quick))
+                precision=args.precision[0], out_dir=args.out_dir, quick=args.quick,
+                finetune_epochs=args.finetune_epochs, iared_curriculum_checkpoint=args.iared_curriculum_checkpoint))
     except PrecisionError as e:
         print(f"precision error: {e}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import statistics
 import threading
 import time
@@ -320,7 +321,7 @@ def csv_columns(batch_sizes: Sequence[int]) -> List[str]:
     cols = ["method", "budget", "token_fraction", "top1", "top5", "gflops", "gflops_min", "gflops_max", "gflops_views"]
     for bs in batch_sizes:
         cols += [f"ms_b{bs}", f"ms_b{bs}_min", f"ms_b{bs}_max", f"clips_per_s_b{bs}"]
-    return cols + ["peak_mem_mb"]
+    return cols + ["peak_mem_mb", "finetune_epochs"]
 
 
 def _fmt(v, nd: int = 2) -> str:
@@ -420,6 +421,10 @@ class MethodBenchmarkOptions:
     precision: str = "fp32"
     out_dir: str = ""
     quick: bool = False
+    finetune_epochs: int = 0  # > 0: dense / random / EViT / ToMe rows finetuned with IA-RED²'s recipe (accuracy runs)
+    # the IA-RED² keep_ratio rows' starting point for that finetune: the curriculum's last stage (trained interpreters
+    # on the dense backbone); "auto": the last iared_stage_XX.pyth beside the IA-RED² checkpoint, "" none
+    iared_curriculum_checkpoint: str = "auto"
 
 
 def quick_options(opts: MethodBenchmarkOptions) -> MethodBenchmarkOptions:
@@ -521,6 +526,15 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
                 weights_note)
     C, T, S = cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE
     views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    finetune_note = ""
+    if opts.finetune_epochs > 0:
+        if not opts.accuracy:
+            raise ValueError("--finetune-epochs needs the accuracy run (drop --no-accuracy): finetuning only changes "
+                             "accuracy")
+        curriculum = opts.iared_curriculum_checkpoint
+        if curriculum == "auto":
+            curriculum = last_stage_checkpoint(opts.iared_checkpoint)
+        finetune_note = finetune_rows(variants, cfg, opts.finetune_epochs, device, iared, curriculum)
     if opts.accuracy:
         from video_iared.data import build_multiview_loader
 
@@ -541,11 +555,70 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
     speed_clips = {bs: pool[:bs].to(device) for bs in opts.batch_sizes}
     mem_note = measure_speed(variants, speed_clips, opts.warmup, opts.reps, opts.precision)
     after = load_note()
-    return write_outputs(variants, cfg, opts, out_dir, weights_note, clip_source, mem_note, before, after, device)
+    return write_outputs(variants, cfg, opts, out_dir, weights_note, clip_source, mem_note, before, after, device,
+                         finetune_note)
+
+
+FINETUNED_METHODS = ("dense", "random", "evit", "tome")
+
+
+def last_stage_checkpoint(iared_checkpoint: str) -> str:
+    """The last curriculum stage checkpoint (``iared_stage_XX.pyth``, highest XX) in the folder of an IA-RED²
+    checkpoint written by ``engine.train_iared``, or "" when there is none."""
+    if not iared_checkpoint:
+        return ""
+    folder = os.path.dirname(os.path.abspath(iared_checkpoint))
+    stages = sorted(f for f in os.listdir(folder) if re.fullmatch(r"iared_stage_\d+\.pyth", f))
+    return os.path.join(folder, stages[-1]) if stages else ""
+
+
+def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.device,
+                  iared: Optional[nn.Module] = None, iared_curriculum_checkpoint: str = "") -> str:
+    """Give the comparison rows IA-RED²'s backbone finetune (``analysis.baseline_finetune``): the dense / random /
+    EViT / ToMe rows from the dense weights; the IA-RED² keep_ratio rows, when ``iared_curriculum_checkpoint`` is
+    given, from that checkpoint with the interpreters frozen (the IA-RED² threshold rows are the checkpoint as
+    trained, its finetune included). Each row's model becomes its own finetuned copy (``results["finetune_epochs"]``).
+    Returns the table note."""
+    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.data.loader import build_loader
+
+    recipe = recipe_from_cfg(cfg, epochs)
+    loader = build_loader(cfg, "train")
+    methods = list(FINETUNED_METHODS)
+    curriculum_model = None
+    if iared is not None and iared_curriculum_checkpoint and any(v.method == "iared_ratio" for v in variants):
+        curriculum_model = copy.deepcopy(iared)
+        load_checkpoint(iared_curriculum_checkpoint, curriculum_model)
+        methods.append("iared_ratio")
+    rows = [v for v in variants if v.method in methods]
+    for var in tqdm(rows, desc="finetune", dynamic_ncols=True):
+        if var.method == "iared_ratio":
+            G = curriculum_model.num_groups
+            tuned = finetune_variant_model(curriculum_model, var.model.attrs, loader, recipe, device, var.name,
+                                           frozen=("interpreters.",), train_attrs={"group_policy": ["keep_ratio"] * G})
+            var.model = BudgetView(tuned, **var.model.attrs)
+        elif isinstance(var.model, BudgetView):
+            tuned = finetune_variant_model(var.model.model, var.model.attrs, loader, recipe, device, var.name)
+            var.model = BudgetView(tuned, **var.model.attrs)
+        else:
+            var.model = finetune_variant_model(var.model, {}, loader, recipe, device, var.name)
+        var.results["finetune_epochs"] = epochs
+    names = ", ".join(LABELS[m] for m in methods)
+    iared_note = "IA-RED² rows: the checkpoint as trained"
+    if curriculum_model is not None:
+        iared_note = (f"IA-RED² keep_ratio rows: from {iared_curriculum_checkpoint} (the curriculum's interpreters, "
+                      f"frozen, on the dense backbone); IA-RED² threshold rows: the checkpoint as trained (its own "
+                      f"finetune)")
+    return (f"finetune: the {names} rows trained {epochs} epoch{'s' * (epochs != 1)} with the method active at the "
+            f"row's budget, as IA-RED²'s backbone was (lr {recipe.lr:g} cosine, {recipe.optimizer}, weight decay "
+            f"{recipe.weight_decay:g}, cross-entropy, the same augmentation draws), from the dense weights; "
+            f"{iared_note}")
 
 
 def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions, out_dir: str, weights_note: str,
-                  clip_source: str, mem_note: str, before: str, after: str, device: torch.device) -> List[Variant]:
+                  clip_source: str, mem_note: str, before: str, after: str, device: torch.device,
+                  finetune_note: str = "") -> List[Variant]:
     """methods.csv / .md / .json and the two plots into ``out_dir``; prints the Markdown table."""
     import platform
 
@@ -565,7 +638,7 @@ def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions
         f"variants, median (min–max) ms per clip; tokens = mean fraction of patch tokens per block",
         f"memory: {mem_note}",
         f"machine: {machine}; before: {before}; after: {after}",
-    ]
+    ] + ([finetune_note] if finetune_note else [])
     md = "\n".join(["# Token-reduction methods side by side", ""] + [f"- {n}" for n in notes] + ["", table, ""])
     with open(os.path.join(out_dir, "methods.md"), "w") as f:
         f.write(md)

@@ -1,0 +1,107 @@
+"""Finetune the comparison rows as IA-RED²'s backbone was finetuned, so the method table compares like with like.
+
+IA-RED²'s recipe ends with IARED.FINETUNE_EPOCHS of backbone training on the tokens its interpreters keep. Applied
+off the shelf, the token-reduction baselines (random drop, EViT, ToMe) miss that step, and the dense model misses
+those extra epochs. ``finetune_variant_model`` gives a row the same step: a copy of its model trained with the
+method active at the row's budget, for the same epochs, learning rate and schedule (cosine from
+IARED.FINETUNE_LR), optimizer (SOLVER) and augmentation draws (``set_loader_epoch(loader, 7919 + epoch)``, as in
+``engine.train_iared``), with the cross-entropy loss. IA-RED²'s keep-ratio rows get the same from the
+curriculum's last stage checkpoint (trained interpreters on the dense backbone, before IA-RED²'s own finetune):
+the backbone trains at the row's budget, the interpreters stay frozen, as in IA-RED²'s finetune.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+FINETUNE_EPOCH_OFFSET = 7919  # the loader epochs of engine.train_iared's finetune: the same augmentation draws
+
+
+@dataclass
+class FinetuneRecipe:
+    """The backbone-finetune settings (plain values; ``recipe_from_cfg`` reads them from a config)."""
+
+    epochs: int
+    lr: float
+    optimizer: str = "adamw"
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    clip_grad_norm: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over the blocks (MODEL.DROPPATH_RATE)
+    seed: int = 0
+
+
+def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
+    """IA-RED²'s finetune settings of ``cfg`` (IARED.FINETUNE_LR, SOLVER.*, TRAIN.*), for ``epochs`` epochs."""
+    s = cfg.SOLVER
+    if cfg.IARED.FINETUNE_DISTILL > 0:
+        logger.warning("IARED.FINETUNE_DISTILL %.2f: the IA-RED² finetune distils from the dense model; the rows "
+                       "finetuned here use the cross-entropy alone", cfg.IARED.FINETUNE_DISTILL)
+    return FinetuneRecipe(epochs, cfg.IARED.FINETUNE_LR, s.OPTIMIZING_METHOD, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV,
+                          cfg.TRAIN.LABEL_SMOOTHING, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CLIP_GRAD_NORM,
+                          cfg.MODEL.DROPPATH_RATE, cfg.RNG_SEED)
+
+
+def set_drop_path(model: nn.Module, rate: float) -> None:
+    """Stochastic depth on ``model.blocks`` as the model builder sets it: 0 at the first block, ``rate`` at the
+    last (the method benchmark builds its models for evaluation, without it)."""
+    from timm.layers import DropPath
+
+    blocks = list(model.blocks)
+    for block, p in zip(blocks, torch.linspace(0, rate, len(blocks)).tolist()):
+        block.drop_path = DropPath(p) if p > 0.0 else nn.Identity()
+
+
+def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, recipe: FinetuneRecipe,
+                           device: torch.device, name: str = "", frozen: Sequence[str] = (),
+                           train_attrs: Optional[Dict[str, object]] = None) -> nn.Module:
+    """A copy of ``model`` with ``attrs`` set (the row's budget: keep_ratio, merge_r, ...), its parameters trained
+    for ``recipe.epochs`` on ``loader`` (the train split); ``model`` itself is left untouched. Returns the copy
+    in eval mode, ``attrs`` set. ``frozen``: name prefixes of parameters that stay fixed (IA-RED²'s
+    "interpreters."); ``train_attrs``: set for the training only (IA-RED²'s ``group_policy``: in train mode its
+    groups would otherwise sample)."""
+    from video_iared.data.loader import set_loader_epoch
+    from video_iared.engine.amp import amp_dtype, make_scaler
+    from video_iared.engine.optim import build_optimizer, lr_at_epoch
+    from video_iared.engine.train import train_one_epoch
+
+    net = copy.deepcopy(model).to(device)
+    for k, v in {**attrs, **(train_attrs or {})}.items():
+        setattr(net, k, v)
+    set_drop_path(net, recipe.drop_path_rate)
+    for pname, p in net.named_parameters():
+        p.requires_grad_(not any(pname.startswith(f) for f in frozen))
+    if hasattr(net, "reseed"):  # the random baseline: its training draws start from its seed
+        net.reseed()
+    optimizer = build_optimizer(net, recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum,
+                                recipe.nesterov)
+    dtype = amp_dtype(device, "mixed" if recipe.mixed_precision else "fp32")
+    scaler = make_scaler(device, dtype)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    lr_fn = lambda e: lr_at_epoch(e, "cosine", recipe.lr, recipe.epochs)  # noqa: E731
+    t0 = time.perf_counter()
+    summary: Dict[str, float] = {}
+    for epoch in range(recipe.epochs):
+        torch.manual_seed(recipe.seed + FINETUNE_EPOCH_OFFSET + epoch)
+        set_loader_epoch(loader, FINETUNE_EPOCH_OFFSET + epoch)
+        summary = train_one_epoch(net, loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
+                                  clip_grad_norm=recipe.clip_grad_norm, show_progress=False)
+    for k, v in attrs.items():
+        setattr(net, k, v)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    logger.info("finetuned %s: %d epochs at lr %.2e, last epoch loss %.4f, train top-1 %.2f%%, %.0f s", name or "row",
+                recipe.epochs, recipe.lr, summary.get("loss", float("nan")), summary.get("top1", float("nan")),
+                time.perf_counter() - t0)
+    return net.eval()
