@@ -75,6 +75,14 @@ def test_checkpoint_of_another_stem_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="stem: checkpoint 'patch' vs model 'conv3d'"):
         load_checkpoint(path, TimeSformer(**KW, stem="conv3d"))
     load_checkpoint(path, TimeSformer(**KW))
+    # the conv3d stem's width is part of the architecture: refused by name, not by a tensor-shape error
+    narrow = TimeSformer(**KW, stem="conv3d", stem_channels=8)
+    assert narrow.arch()["stem_channels"] == 8 and "stem_channels" not in patch.arch()
+    path8 = str(tmp_path / "narrow.pyth")
+    write_weights(path8, narrow.state_dict(), narrow.arch())
+    with pytest.raises(CheckpointError, match="stem_channels: checkpoint 8 vs model 16"):
+        load_checkpoint(path8, TimeSformer(**KW, stem="conv3d"))
+    load_checkpoint(path8, TimeSformer(**KW, stem="conv3d", stem_channels=8))
 
 
 def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_stem():

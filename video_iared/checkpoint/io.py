@@ -17,7 +17,8 @@ from torch import nn
 
 CHECKPOINT_DIR = "checkpoints"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
-ARCH_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention_type", "num_classes", "stem")
+ARCH_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention_type", "num_classes", "stem",
+             "stem_channels")  # stem_channels: conv3d stems only, and absent from checkpoints written before it
 
 
 class CheckpointError(RuntimeError):

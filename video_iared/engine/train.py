@@ -139,8 +139,11 @@ def _clip(model: nn.Module, max_norm: float) -> float:
 def arch_from_cfg(cfg: CfgNode) -> Dict:
     """The architecture fields stored in our checkpoints and compared when one is loaded."""
     ts = cfg.TIMESFORMER
-    return dict(embed_dim=ts.EMBED_DIM, depth=ts.DEPTH, num_heads=ts.NUM_HEADS, patch_size=ts.PATCH_SIZE,
+    arch = dict(embed_dim=ts.EMBED_DIM, depth=ts.DEPTH, num_heads=ts.NUM_HEADS, patch_size=ts.PATCH_SIZE,
                 attention_type=ts.ATTENTION_TYPE, num_classes=cfg.MODEL.NUM_CLASSES, stem=ts.STEM)
+    if ts.STEM == "conv3d":  # as TimeSformer.arch()
+        arch["stem_channels"] = ts.STEM_CHANNELS
+    return arch
 
 
 def lr_fn_from_cfg(cfg: CfgNode) -> Callable[[float], float]:

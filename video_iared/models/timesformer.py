@@ -118,7 +118,7 @@ class TimeSformer(nn.Module):
 
     def arch(self) -> Dict[str, object]:
         """The architecture fields stored in our checkpoints ("arch") and checked when loading."""
-        return {
+        arch: Dict[str, object] = {
             "embed_dim": self.embed_dim,
             "depth": self.depth,
             "num_heads": self.num_heads,
@@ -127,6 +127,9 @@ class TimeSformer(nn.Module):
             "num_classes": self.num_classes,
             "stem": self.stem,
         }
+        if self.stem == "conv3d":  # the patch stem has no hidden channels
+            arch["stem_channels"] = self.stem_channels
+        return arch
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a fresh one of ``num_classes`` outputs."""
