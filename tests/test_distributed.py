@@ -3,6 +3,7 @@ with the same video-level accuracy as a single process."""
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 import torch
@@ -103,6 +104,10 @@ def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert _last_summary(r.stdout)["videos"] == 12
+    logs = r.stdout + r.stderr
+    for what in ("IA-RED² stage 0: the trained interpreter", "IA-RED² stage 1: the trained interpreter",
+                 "IA-RED² final model (parameters and threshold)"):
+        assert f"{what}: identical on all 2 processes" in logs, what
     lines = read_stats(os.path.join(out, "stats.jsonl"))
     cur = [l for l in lines if l["stage"] == "iared_curriculum"]
     val = [l for l in lines if l["stage"] == "iared_val"]
@@ -137,7 +142,13 @@ def _replica_check_worker(rank: int, store: str, out_dir: str) -> None:
 def test_replica_check_raises_on_every_rank_when_copies_differ(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_replica_check_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    ctx = mp.spawn(_replica_check_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:  # a hang in a collective: fail instead of waiting for gloo's timeout
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the replica check hung")
     for rank in (0, 1):
         text = (tmp_path / f"rank{rank}.txt").read_text()
         assert text.startswith("the interpreter: the copies on rank(s) [1] differ from rank 0's"), text

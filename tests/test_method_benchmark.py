@@ -97,8 +97,8 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
 
 
 def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
-    """A row's finetune trains a copy at the row's budget (the random baseline keeps half its tokens in every
-    training forward), leaves the shared model untouched, and returns it in eval mode."""
+    """A row's finetune trains a copy at the row's budget (the random baseline keeps exactly half its tokens in
+    every training forward), leaves the shared model untouched, and returns it in eval mode."""
     from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
     from video_iared.data.loader import build_loader
     from video_iared.models.build import timesformer_kwargs
@@ -112,21 +112,55 @@ def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
     dense = TimeSformer(**timesformer_kwargs(cfg))
     base = build_baseline("random", dense, [2, 2], [1.0, 1.0], seed=0, timesformer_kwargs=timesformer_kwargs(cfg))
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    seen = []
+    seen = []  # (training, keep rates) of every forward of the copy: the hook travels with the deepcopy
+    base.register_forward_hook(lambda m, i, o: seen.append((m.training, m.last_keep_rates.clone())))
     recipe = recipe_from_cfg(cfg, 1)
     recipe.drop_path_rate = 0.1  # the eval-built model has none: the finetune puts the config's back
     tuned = finetune_variant_model(base, {"keep_ratio": [0.5, 0.5]}, build_loader(cfg, "train"), recipe,
                                    torch.device("cpu"), "random keep 0.5")
+    train_rates = [r for training, r in seen if training]
+    assert len(train_rates) == 3  # 24 videos / 8 per batch
+    assert all(torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for r in train_rates)
     assert isinstance(tuned.blocks[0].drop_path, torch.nn.Identity)
     assert tuned.blocks[3].drop_path.drop_prob == pytest.approx(0.1)
-    tuned.register_forward_hook(lambda m, i, o: seen.append(m.last_keep_rates.clone()))
     assert not tuned.training and tuned.keep_ratio == [0.5, 0.5] and base.keep_ratio == [1.0, 1.0]
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the shared model untouched
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])]
     assert "head.weight" in changed and any(k.startswith("blocks.3.") for k in changed)
-    with torch.no_grad():
-        tuned(torch.randn(2, 3, 4, 32, 32))
-    assert torch.allclose(seen[0], torch.tensor([[0.5, 0.25]] * 2))
+
+
+def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_frozen(tmp_path):
+    """The IA-RED² keep_ratio row: in train mode its groups would sample, so the finetune sets the keep_ratio
+    policy for the training forwards (exact budgets), keeps the interpreters fixed, and restores the row's
+    evaluation settings."""
+    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
+    from video_iared.data.loader import build_loader
+    from video_iared.models.build import timesformer_kwargs
+    from video_iared.pruning.build import iared_kwargs
+    from video_iared.pruning.iared import IAREDTimeSformer
+
+    data = str(tmp_path / "data")
+    make_dataset(data)
+    cfg = tiny_cfg(data, str(tmp_path / "out"), EXTRA + ["IARED.FINETUNE_LR", "0.01"])
+    torch.manual_seed(0)
+    model = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
+    interp = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("interpreters.")}
+    attrs = dict(mode="keep_ratio", keep_ratio=[0.5, 0.5], group_policy=None, active_groups=2)
+    loader, recipe = build_loader(cfg, "train"), recipe_from_cfg(cfg, 1)
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append((m.training, m.group_policy, m.last_keep_rates.clone())))
+    tuned = finetune_variant_model(model, attrs, loader, recipe, torch.device("cpu"), "iared keep 0.5",
+                                   frozen=("interpreters.",), train_attrs={"group_policy": ["keep_ratio"] * 2})
+    train = [(p, r) for training, p, r in seen if training]
+    assert len(train) == 3 and all(p == ["keep_ratio"] * 2 for p, _ in train)
+    assert all(torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for _, r in train)
+    assert tuned.group_policy is None and tuned.mode == "keep_ratio" and not tuned.training
+    assert all(torch.equal(tuned.state_dict()[k], v) for k, v in interp.items())
+    assert not torch.equal(tuned.head.weight, model.head.weight)
+    # without the training policy the same finetune samples its decisions: budgets are not exact
+    seen.clear()
+    finetune_variant_model(model, attrs, loader, recipe, torch.device("cpu"), "sampled", frozen=("interpreters.",))
+    assert any(not torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for training, _, r in seen if training)
 
 
 def test_methods_benchmark_finetunes_the_comparison_rows(tmp_path):
@@ -157,7 +191,8 @@ def test_methods_benchmark_finetunes_the_comparison_rows(tmp_path):
     stage_ck = save_checkpoint(str(ck_dir / "iared_stage_01.pyth"), stage, 2, arch=None)
     final = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))  # "finetuned": other weights
     final_ck = save_checkpoint(str(ck_dir / "checkpoint_iared.pyth"), final, 2, arch=None)
-    assert last_stage_checkpoint(final_ck) == stage_ck and last_stage_checkpoint("") == ""
+    assert last_stage_checkpoint(final_ck, 2) == stage_ck and last_stage_checkpoint("", 2) == ""
+    assert last_stage_checkpoint(final_ck, 3) == ""  # the stage of another group count is not picked
 
     opts = MethodBenchmarkOptions(methods=["dense", "random", "evit", "tome", "iared_ratio", "iared_threshold"],
                                   dense_checkpoint=dense_ck, iared_checkpoint=final_ck, quick=True, finetune_epochs=1,

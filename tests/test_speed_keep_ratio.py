@@ -19,9 +19,10 @@ def test_keep_ratio_table_rows_and_last_line(capsys):
     assert all(len(r["times_s"]) == 2 and len(r["cpu_s"]) == 2 for r in rows)
     assert out["min_ratio"] == min(r["ratio"] for r in rows if r["keep"] is not None)
     # the narrow (head dim 4) forwards: one per model at batch 1, printed before the last line
-    assert set(out["narrow_ms_b1"]) == {"dense", "keep 0.7", "keep 0.3"} and min(out["narrow_ms_b1"].values()) > 0
+    narrow = out["narrow_ms_b1"]
+    assert narrow.pop("width") == 8 and set(narrow) == {"dense", "keep 0.7", "keep 0.3"} and min(narrow.values()) > 0
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-3].startswith("the same batch-1 forwards at width 8 (head dim 4;")  # 2 heads x 4, printed[-3]
+    assert printed[-3].startswith("the same batch-1 forwards at width 8 (head dim 4; the kept")  # 2 heads x 4, printed[-3]
     last = printed[-1]
     m = re.fullmatch(r"min_speedup_to_gflops_ratio=([0-9.]+) dense_ms_b1=([0-9.]+)", last)
     assert m and float(m.group(1)) == round(out["min_ratio"], 4)

@@ -29,7 +29,8 @@ accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and t
 
     python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.7]
                               [--tome-r R ...] [--dense-checkpoint F] [--iared-checkpoint F] [--no-accuracy]
-                              [--quick] [--out-dir DIR] [--method-batch-sizes 1 8] [--finetune-epochs N] --cfg FILE ...
+                              [--quick] [--out-dir DIR] [--method-batch-sizes 1 8]
+                              [--finetune-epochs N [--iared-curriculum-checkpoint F]] --cfg FILE ...
 """
 import argparse
 import logging
@@ -79,8 +80,10 @@ def main(argv=None) -> int:
                    help="--finetune-epochs: where the IA-RED² keep_ratio rows start (trained interpreters, dense "
                         "backbone); auto: the last iared_stage_XX.pyth beside the IA-RED² checkpoint; '' none")
     p.add_argument("--finetune-epochs", type=int, default=0,
-                   help="--methods: finetune the dense, random, EViT and ToMe rows this many epochs with IA-RED²'s "
-                        "finetune recipe (IARED.FINETUNE_LR, SOLVER.*) before measuring accuracy (0: as they are)")
+                   help="--methods: finetune the dense, random, EViT, ToMe and IA-RED² keep_ratio rows this many "
+                        "epochs with IA-RED²'s finetune recipe (IARED.FINETUNE_LR, SOLVER.*) before measuring "
+                        "accuracy (0: as they are); every finetuned row holds its own copy of the weights "
+                        "(TimeSformer-B: ~0.5 GB each)")
     p.add_argument("--out-dir", default="", help="--methods: output folder (default OUTPUT_DIR/method_benchmark)")
     p.add_argument("--malloc", choices=["retain", "default"], default="retain",
                    help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "

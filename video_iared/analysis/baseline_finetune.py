@@ -4,10 +4,11 @@ IA-RED²'s recipe ends with IARED.FINETUNE_EPOCHS of backbone training on the to
 off the shelf, the token-reduction baselines (random drop, EViT, ToMe) miss that step, and the dense model misses
 those extra epochs. ``finetune_variant_model`` gives a row the same step: a copy of its model trained with the
 method active at the row's budget, for the same epochs, learning rate and schedule (cosine from
-IARED.FINETUNE_LR), optimizer (SOLVER) and augmentation draws (``set_loader_epoch(loader, 7919 + epoch)``, as in
-``engine.train_iared``), with the cross-entropy loss. IA-RED²'s keep-ratio rows get the same from the
-curriculum's last stage checkpoint (trained interpreters on the dense backbone, before IA-RED²'s own finetune):
-the backbone trains at the row's budget, the interpreters stay frozen, as in IA-RED²'s finetune.
+IARED.FINETUNE_LR), optimizer (SOLVER), gradient accumulation and augmentation draws (``FINETUNE_EPOCH_OFFSET``, as
+in ``engine.train_iared``), with the cross-entropy loss (IA-RED²'s optional distillation is not mirrored).
+IA-RED²'s keep-ratio rows get the same from the curriculum's last stage checkpoint (trained interpreters on the
+dense backbone, before IA-RED²'s own finetune): the backbone trains at the row's budget, the interpreters stay
+frozen, as in IA-RED²'s finetune.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-FINETUNE_EPOCH_OFFSET = 7919  # the loader epochs of engine.train_iared's finetune: the same augmentation draws
 
 
 @dataclass
@@ -38,6 +38,7 @@ class FinetuneRecipe:
     label_smoothing: float = 0.0
     mixed_precision: bool = False
     clip_grad_norm: float = 0.0
+    grad_accum_steps: int = 1
     drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over the blocks (MODEL.DROPPATH_RATE)
     seed: int = 0
 
@@ -45,12 +46,15 @@ class FinetuneRecipe:
 def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
     """IA-RED²'s finetune settings of ``cfg`` (IARED.FINETUNE_LR, SOLVER.*, TRAIN.*), for ``epochs`` epochs."""
     s = cfg.SOLVER
+    if epochs != cfg.IARED.FINETUNE_EPOCHS:
+        logger.warning("finetuning the rows %d epochs; IA-RED²'s own finetune had IARED.FINETUNE_EPOCHS %d", epochs,
+                       cfg.IARED.FINETUNE_EPOCHS)
     if cfg.IARED.FINETUNE_DISTILL > 0:
         logger.warning("IARED.FINETUNE_DISTILL %.2f: the IA-RED² finetune distils from the dense model; the rows "
                        "finetuned here use the cross-entropy alone", cfg.IARED.FINETUNE_DISTILL)
     return FinetuneRecipe(epochs, cfg.IARED.FINETUNE_LR, s.OPTIMIZING_METHOD, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV,
                           cfg.TRAIN.LABEL_SMOOTHING, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CLIP_GRAD_NORM,
-                          cfg.MODEL.DROPPATH_RATE, cfg.RNG_SEED)
+                          cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.MODEL.DROPPATH_RATE, cfg.RNG_SEED)
 
 
 def set_drop_path(model: nn.Module, rate: float) -> None:
@@ -75,6 +79,7 @@ def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, r
     from video_iared.engine.amp import amp_dtype, make_scaler
     from video_iared.engine.optim import build_optimizer, lr_at_epoch
     from video_iared.engine.train import train_one_epoch
+    from video_iared.engine.train_iared import FINETUNE_EPOCH_OFFSET
 
     net = copy.deepcopy(model).to(device)
     for k, v in {**attrs, **(train_attrs or {})}.items():
@@ -96,7 +101,8 @@ def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, r
         torch.manual_seed(recipe.seed + FINETUNE_EPOCH_OFFSET + epoch)
         set_loader_epoch(loader, FINETUNE_EPOCH_OFFSET + epoch)
         summary = train_one_epoch(net, loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                  clip_grad_norm=recipe.clip_grad_norm, show_progress=False)
+                                  grad_accum_steps=recipe.grad_accum_steps, clip_grad_norm=recipe.clip_grad_norm,
+                                  show_progress=False)
     for k, v in attrs.items():
         setattr(net, k, v)
     for p in net.parameters():

@@ -352,7 +352,8 @@ def markdown_table(variants: Sequence[Variant], batch_sizes: Sequence[int]) -> s
         r = v.results
         g = r.get("gflops")
         gx = dense.results["gflops"] / g if dense and g else math.nan
-        cells = [LABELS.get(v.method, v.method), v.budget or "–", _fmt(v.token_fraction, 3), _fmt(r.get("top1")),
+        label = LABELS.get(v.method, v.method) + (f" (+{r['finetune_epochs']} ep)" if r.get("finetune_epochs") else "")
+        cells = [label, v.budget or "–", _fmt(v.token_fraction, 3), _fmt(r.get("top1")),
                  _fmt(g, 4), _fmt(gx)]
         for bs in batch_sizes:
             spread = f"{_fmt(r.get(f'ms_b{bs}_min'), 1)}–{_fmt(r.get(f'ms_b{bs}_max'), 1)}"
@@ -421,7 +422,7 @@ class MethodBenchmarkOptions:
     precision: str = "fp32"
     out_dir: str = ""
     quick: bool = False
-    finetune_epochs: int = 0  # > 0: dense / random / EViT / ToMe rows finetuned with IA-RED²'s recipe (accuracy runs)
+    finetune_epochs: int = 0  # > 0: every row but IA-RED² threshold finetuned with IA-RED²'s recipe (accuracy runs)
     # the IA-RED² keep_ratio rows' starting point for that finetune: the curriculum's last stage (trained interpreters
     # on the dense backbone); "auto": the last iared_stage_XX.pyth beside the IA-RED² checkpoint, "" none
     iared_curriculum_checkpoint: str = "auto"
@@ -517,8 +518,8 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
     opts = copy.copy(opts)
     opts.methods = methods
     calibrated = _calibrated_threshold(opts.iared_checkpoint) if "iared_threshold" in methods else None
-    if calibrated is not None and calibrated not in opts.thresholds:  # the model's own operating point
-        opts.thresholds = sorted([*opts.thresholds, calibrated])
+    if calibrated is not None:  # the model's own operating point (a given threshold within 1e-4 stands for it)
+        opts.thresholds = sorted([t for t in opts.thresholds if abs(t - calibrated) >= 1e-4] + [calibrated])
     dense, iared, groups, tkw, weights_note = _load_models(cfg, opts, device)
     variants = build_variants(dense, iared, methods, groups, opts.keep_ratios, opts.thresholds, opts.tome_r, tkw,
                               cfg.RNG_SEED, calibrated)
@@ -533,7 +534,11 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
                              "accuracy")
         curriculum = opts.iared_curriculum_checkpoint
         if curriculum == "auto":
-            curriculum = last_stage_checkpoint(opts.iared_checkpoint)
+            curriculum = last_stage_checkpoint(opts.iared_checkpoint, len(groups))
+        if not curriculum and "iared_ratio" in methods:
+            logger.warning("no curriculum checkpoint (iared_stage_%02d.pyth beside %s, or "
+                           "--iared-curriculum-checkpoint): the IA-RED² keep_ratio rows are NOT finetuned while the "
+                           "baselines are", len(groups) - 1, opts.iared_checkpoint or "the IA-RED² checkpoint")
         finetune_note = finetune_rows(variants, cfg, opts.finetune_epochs, device, iared, curriculum)
     if opts.accuracy:
         from video_iared.data import build_multiview_loader
@@ -562,14 +567,16 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
 FINETUNED_METHODS = ("dense", "random", "evit", "tome")
 
 
-def last_stage_checkpoint(iared_checkpoint: str) -> str:
-    """The last curriculum stage checkpoint (``iared_stage_XX.pyth``, highest XX) in the folder of an IA-RED²
-    checkpoint written by ``engine.train_iared``, or "" when there is none."""
+def last_stage_checkpoint(iared_checkpoint: str, num_groups: int) -> str:
+    """The checkpoint of the curriculum's last stage (``iared_stage_{G-1}.pyth``, ``engine.train_iared``) in the
+    folder of an IA-RED² checkpoint, or "" when there is none."""
     if not iared_checkpoint:
         return ""
+    from video_iared.engine.train_iared import stage_checkpoint_path
+
     folder = os.path.dirname(os.path.abspath(iared_checkpoint))
-    stages = sorted(f for f in os.listdir(folder) if re.fullmatch(r"iared_stage_\d+\.pyth", f))
-    return os.path.join(folder, stages[-1]) if stages else ""
+    path = os.path.join(folder, os.path.basename(stage_checkpoint_path(folder, num_groups - 1)))
+    return path if os.path.isfile(path) else ""
 
 
 def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.device,
@@ -585,6 +592,8 @@ def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.d
 
     recipe = recipe_from_cfg(cfg, epochs)
     loader = build_loader(cfg, "train")
+    distill = (f"; IA-RED²'s own finetune distilled from the dense model (IARED.FINETUNE_DISTILL "
+               f"{cfg.IARED.FINETUNE_DISTILL:g}), these rows did not" if cfg.IARED.FINETUNE_DISTILL > 0 else "")
     methods = list(FINETUNED_METHODS)
     curriculum_model = None
     if iared is not None and iared_curriculum_checkpoint and any(v.method == "iared_ratio" for v in variants):
@@ -613,7 +622,7 @@ def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.d
     return (f"finetune: the {names} rows trained {epochs} epoch{'s' * (epochs != 1)} with the method active at the "
             f"row's budget, as IA-RED²'s backbone was (lr {recipe.lr:g} cosine, {recipe.optimizer}, weight decay "
             f"{recipe.weight_decay:g}, cross-entropy, the same augmentation draws), from the dense weights; "
-            f"{iared_note}")
+            f"{iared_note}{distill}")
 
 
 def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions, out_dir: str, weights_note: str,

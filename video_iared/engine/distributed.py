@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, List, Sequence
 
 import torch
 import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,6 +146,7 @@ def check_replicas_equal(tensors: Sequence[torch.Tensor], what: str) -> None:
     if differ:
         raise RuntimeError(f"{what}: the copies on rank(s) {differ} differ from rank 0's "
                            f"({len(digests)} processes); data-parallel replicas diverged")
+    logger.info("%s: identical on all %d processes", what, len(digests))
 
 
 def cleanup() -> None:

@@ -29,6 +29,9 @@ from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_
 logger = logging.getLogger(__name__)
 
 CALIBRATION_KEY = "iared_calibration"  # the checkpoint field holding the calibrated threshold (pruning/calibrate.py)
+# the finetune's epochs seed the RNG and the loader draws as RNG_SEED + this + epoch / this + epoch: draws of their own,
+# the same on resumption (analysis.baseline_finetune reuses them for its rows)
+FINETUNE_EPOCH_OFFSET = 7919
 
 
 def _arch(cfg: CfgNode) -> dict:
@@ -37,7 +40,8 @@ def _arch(cfg: CfgNode) -> dict:
     return arch_from_cfg(cfg)
 
 
-def _stage_path(output_dir: str, stage: int) -> str:
+def stage_checkpoint_path(output_dir: str, stage: int) -> str:
+    """``OUTPUT_DIR/checkpoints/iared_stage_XX.pyth``: the model after curriculum stage ``stage`` (0-based)."""
     return os.path.join(ckpt_io.checkpoint_dir(output_dir), f"iared_stage_{stage:02d}.pyth")
 
 
@@ -78,7 +82,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
                 ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
 
     for stage in range(G):
-        path = _stage_path(cfg.OUTPUT_DIR, stage)
+        path = stage_checkpoint_path(cfg.OUTPUT_DIR, stage)
         if cfg.TRAIN.AUTO_RESUME and os.path.isfile(path):
             load_checkpoint(path, model)
             logger.info("IA-RED² stage %d: resumed from %s", stage, path)
@@ -228,8 +232,8 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     lr_fn = lambda e: lr_at_epoch(e, "cosine", ia.FINETUNE_LR, epochs)  # noqa: E731
     try:
         for epoch in range(epochs):
-            torch.manual_seed(cfg.RNG_SEED + 7919 + epoch)
-            set_loader_epoch(train_loader, 7919 + epoch)
+            torch.manual_seed(cfg.RNG_SEED + FINETUNE_EPOCH_OFFSET + epoch)
+            set_loader_epoch(train_loader, FINETUNE_EPOCH_OFFSET + epoch)
             summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                       cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD)
             model.group_policy = None

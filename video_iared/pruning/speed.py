@@ -50,7 +50,8 @@ def build_keep_ratio_models(cfg, keep_rates: Sequence[float]) -> Tuple[nn.Module
 
 def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), batch_sizes: Sequence[int] = (1, 8),
                            warmup: int = 1, reps: int = 3) -> Dict[str, object]:
-    """Measure and print the keep-ratio table; returns {"rows": [...], "min_ratio", "dense_ms_b1"}."""
+    """Measure and print the keep-ratio table; returns {"rows": [...], "min_ratio", "dense_ms_b1", "narrow_ms_b1"}
+    ("narrow_ms_b1": ``narrow_forward_ms``'s figures when batch 1 is timed, else {})."""
     from video_iared.analysis.flops import model_gflops
     from video_iared.analysis.speed import interleaved_speed, load_note
 
@@ -104,10 +105,11 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
         narrow_ms = narrow_forward_ms(cfg, keep_rates, warmup, reps)
         full_b1 = {("dense" if r["keep"] is None else f"keep {r['keep']:g}"): r["ms_per_clip"]
                    for r in out_rows if r["batch"] == 1}
-        print(f"the same batch-1 forwards at width {narrow_ms.pop('width'):g} (head dim {NARROW_HEAD_DIM}; the token "
-              f"counts, calls and index work unchanged, the matmuls almost free) - an upper bound on what does not "
-              f"shrink with the GEMMs: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / full_b1[k]:.0f} % of its "
-                                                      f"{full_b1[k]:.1f})" for k, v in narrow_ms.items()), flush=True)
+        models = {k: v for k, v in narrow_ms.items() if k != "width"}
+        print(f"the same batch-1 forwards at width {narrow_ms['width']:g} (head dim {NARROW_HEAD_DIM}; the kept "
+              f"token counts, calls and index work unchanged, the matmuls almost free) - an upper bound on what does "
+              f"not shrink with the GEMMs: " + ", ".join(f"{k} {v:.1f} ms ({100 * v / full_b1[k]:.0f} % of its "
+                                                          f"{full_b1[k]:.1f})" for k, v in models.items()), flush=True)
     print(f"after: {load_note()}", flush=True)
     print(f"min_speedup_to_gflops_ratio={min_ratio:.4f} dense_ms_b1={dense_ms_b1:.2f}", flush=True)
     return {"rows": out_rows, "min_ratio": min_ratio, "dense_ms_b1": dense_ms_b1, "narrow_ms_b1": narrow_ms}
@@ -120,8 +122,9 @@ def narrow_forward_ms(cfg, keep_rates: Sequence[float], warmup: int, reps: int) 
     """Batch-1 ms (fastest of ``reps``) of the dense and keep-ratio models rebuilt with NARROW_HEAD_DIM channels
     per head ({"width": D, "dense": ms, "keep 0.7": ms, ...}).
 
-    Same heads, token counts, kept sets, attention calls and index bookkeeping as the full-width models, while
-    the linear layers shrink by (768 / D)^2: what remains is the part of a forward pass that pruning cannot
+    Same heads, kept token counts per group, attention calls and index bookkeeping as the full-width models (the
+    kept positions differ: the narrow models have weights of their own), while the linear layers shrink by
+    (EMBED_DIM / D)^2: what remains is the part of a forward pass that pruning cannot
     shrink in proportion to its GFLOPs at batch 1 (Python and dispatch, per-call kernel costs, the index work),
     plus a little arithmetic that still scales with the tokens.
     """
