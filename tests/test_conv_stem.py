@@ -83,6 +83,15 @@ def test_checkpoint_of_another_stem_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="stem_channels: checkpoint 8 vs model 16"):
         load_checkpoint(path8, TimeSformer(**KW, stem="conv3d"))
     load_checkpoint(path8, TimeSformer(**KW, stem="conv3d", stem_channels=8))
+    # official / timm weights carry no arch: the stem mismatch is still named, both ways
+    from video_iared.checkpoint.load import load_state_dict_checked
+
+    with pytest.raises(CheckpointError, match=r"holds the linear patch embedding \(patch_embed.proj.\*\) but the model "
+                                              "is built with TIMESFORMER.STEM conv3d: set TIMESFORMER.STEM patch"):
+        load_state_dict_checked(patch.state_dict(), TimeSformer(**KW, stem="conv3d"), "official", "ref.pyth")
+    with pytest.raises(CheckpointError, match=r"holds the conv3d stem \(patch_embed.conv1.\*\).*STEM patch: set "
+                                              "TIMESFORMER.STEM conv3d"):
+        load_state_dict_checked(conv.state_dict(), TimeSformer(**KW), "official", "conv.pyth")
 
 
 def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_stem():

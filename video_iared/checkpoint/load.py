@@ -98,6 +98,22 @@ def _fit_tensor(key: str, value: torch.Tensor, target: torch.Tensor, model: nn.M
     )
 
 
+def _check_stem(sd: StateDict, model_sd: StateDict, source: str, fmt: str) -> None:
+    """Name a patch-embedding mismatch (the reference's linear ``patch_embed.proj`` vs the conv3d stem's
+    ``patch_embed.conv1/conv2``) instead of listing its keys: official and timm weights carry no "arch"."""
+    def stem(keys) -> Optional[str]:
+        if any(k.startswith("patch_embed.proj.") for k in keys):
+            return "patch"
+        return "conv3d" if any(k.startswith("patch_embed.conv1.") for k in keys) else None
+
+    have, want = stem(sd), stem(model_sd)
+    if have and want and have != want:
+        held = "the linear patch embedding (patch_embed.proj.*)" if have == "patch" else \
+            "the conv3d stem (patch_embed.conv1.*)"
+        raise CheckpointError(f"{source} ({fmt}) holds {held} but the model is built with TIMESFORMER.STEM {want}: "
+                              f"set TIMESFORMER.STEM {have} to load it")
+
+
 def load_state_dict_checked(
     sd: StateDict, model: nn.Module, fmt: str, source: str = "<state dict>", strict: bool = True
 ) -> LoadReport:
@@ -141,6 +157,7 @@ def load_state_dict_checked(
             report.missing.append(key)
 
     if strict and (report.missing or report.unexpected):
+        _check_stem(sd, model_sd, source, fmt)
         parts = []
         if report.missing:
             parts.append(f"missing keys: {_short(report.missing, 30)}")
