@@ -54,7 +54,8 @@ class StudentWithTeacher(nn.Module):
 def dense_teacher(model: nn.Module) -> nn.Module:
     """A frozen copy of an IA-RED² model that keeps every token (``group_policy`` "all"): the dense backbone."""
     # the last forward's statistics may hold a graph (last_log_prob), which deepcopy refuses: not copied
-    stats = {k: model.__dict__.pop(k) for k in ("last_log_prob", "last_probs", "last_keep_rates") if k in model.__dict__}
+    per_forward = ("last_log_prob", "last_probs", "last_keep_rates")
+    stats = {k: model.__dict__.pop(k) for k in per_forward if k in model.__dict__}
     try:
         teacher = copy.deepcopy(model)
     finally:
@@ -67,7 +68,8 @@ class DistillationLoss(nn.Module):
     """``base_loss(logits, labels) + weight * T^2 * KL(teacher || student)`` at temperature T, reading the
     teacher's logits from ``source.teacher_logits`` (set by the forward pass that produced ``logits``)."""
 
-    def __init__(self, source: StudentWithTeacher, base_loss: nn.Module, weight: float, temperature: float = 1.0) -> None:
+    def __init__(self, source: StudentWithTeacher, base_loss: nn.Module, weight: float,
+                 temperature: float = 1.0) -> None:
         super().__init__()
         if weight < 0 or temperature <= 0:
             raise ValueError(f"distillation weight must be >= 0 and temperature > 0, got {weight}, {temperature}")
