@@ -57,9 +57,45 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 EXTRA_HANDLES = {"aten::scaled_dot_product_attention": sdpa_flop_jit}
 
 
+# Per-forward tensors a model keeps as attributes (IA-RED² and the baselines): traced as extra outputs.
+SIDE_OUTPUTS = ("last_probs", "last_keep_rates", "last_keeps", "last_log_prob")
+
+
+def _side_tensors(model: nn.Module) -> List[torch.Tensor]:
+    """The tensors of ``SIDE_OUTPUTS`` set on ``model`` (and on ``model.model``, a budget view's wrapped model)."""
+    found: List[torch.Tensor] = []
+    for m in (model, getattr(model, "model", None)):
+        if not isinstance(m, nn.Module):
+            continue
+        for name in SIDE_OUTPUTS:
+            value = m.__dict__.get(name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            found += [t for t in values if isinstance(t, torch.Tensor)]
+    return found
+
+
+class WithSideOutputs(nn.Module):
+    """``model``'s output followed by its side tensors (``SIDE_OUTPUTS``), for tracing.
+
+    The jit trace fvcore counts keeps only the ops the returned tensors depend on. Work whose result a model
+    only stores in an attribute would be dead code there and uncounted — e.g. an IA-RED² interpreter whose group
+    drops no token: its scores decide nothing that the logits depend on, yet it ran.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        out = self.model(x)
+        return (out, *_side_tensors(self.model))
+
+
 def flop_analysis(model: nn.Module, clip: torch.Tensor) -> FlopCountAnalysis:
-    """An fvcore ``FlopCountAnalysis`` of ``model(clip)`` with our handles and without fvcore's warnings."""
-    analysis = FlopCountAnalysis(model, (clip,))
+    """An fvcore ``FlopCountAnalysis`` of ``model(clip)`` with our handles and without fvcore's warnings; the
+    model is traced through ``WithSideOutputs``, so work that only feeds its stored statistics is counted too
+    (module names in ``by_module`` carry a ``model.`` prefix)."""
+    analysis = FlopCountAnalysis(WithSideOutputs(model), (clip,))
     for name, handle in EXTRA_HANDLES.items():
         analysis.set_op_handle(name, handle)
     analysis.unsupported_ops_warnings(False)
