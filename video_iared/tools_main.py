@@ -72,10 +72,13 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
     try:
         out = predict(cfg, info)
     except user_errors() as e:
+        du.cleanup(synchronize=False)
         print(f"error: {e}", file=sys.stderr)
         return 1
-    finally:
-        du.cleanup()
+    except BaseException:
+        du.cleanup(synchronize=False)
+        raise
+    du.cleanup()
     if info.is_main:
         print(f"predictions: {os.path.abspath(out)}", flush=True)
     return 0

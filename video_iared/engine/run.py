@@ -86,9 +86,12 @@ def run(cfg: CfgNode) -> Optional[Dict]:
     info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
     setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
     try:
-        return _run(cfg, info)
-    finally:
-        du.cleanup()
+        summary = _run(cfg, info)
+    except BaseException:
+        du.cleanup(synchronize=False)
+        raise
+    du.cleanup()
+    return summary
 
 
 def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
