@@ -24,7 +24,6 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class FinetuneRecipe:
     """The backbone-finetune settings (plain values; ``recipe_from_cfg`` reads them from a config)."""

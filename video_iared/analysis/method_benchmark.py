@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import re
 import statistics
 import threading
 import time
@@ -572,10 +571,9 @@ def last_stage_checkpoint(iared_checkpoint: str, num_groups: int) -> str:
     folder of an IA-RED² checkpoint, or "" when there is none."""
     if not iared_checkpoint:
         return ""
-    from video_iared.engine.train_iared import stage_checkpoint_path
+    from video_iared.engine.train_iared import stage_checkpoint_name
 
-    folder = os.path.dirname(os.path.abspath(iared_checkpoint))
-    path = os.path.join(folder, os.path.basename(stage_checkpoint_path(folder, num_groups - 1)))
+    path = os.path.join(os.path.dirname(os.path.abspath(iared_checkpoint)), stage_checkpoint_name(num_groups - 1))
     return path if os.path.isfile(path) else ""
 
 

@@ -97,12 +97,13 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """Load one of our checkpoints with ``weights_only=True``; errors name the file."""
+def read_checkpoint(path: str, mmap: bool = False) -> Dict[str, Any]:
+    """Load one of our checkpoints with ``weights_only=True``; errors name the file. ``mmap``: tensors are mapped,
+    not read (for the small fields of a checkpoint whose weights are loaded elsewhere)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated file, pickle of arbitrary objects, ...
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
 

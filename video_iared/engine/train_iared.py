@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 from typing import Optional
 
 import torch
@@ -40,9 +41,14 @@ def _arch(cfg: CfgNode) -> dict:
     return arch_from_cfg(cfg)
 
 
+def stage_checkpoint_name(stage: int) -> str:
+    """``iared_stage_XX.pyth``: the file of the model after curriculum stage ``stage`` (0-based)."""
+    return f"iared_stage_{stage:02d}.pyth"
+
+
 def stage_checkpoint_path(output_dir: str, stage: int) -> str:
-    """``OUTPUT_DIR/checkpoints/iared_stage_XX.pyth``: the model after curriculum stage ``stage`` (0-based)."""
-    return os.path.join(ckpt_io.checkpoint_dir(output_dir), f"iared_stage_{stage:02d}.pyth")
+    """``OUTPUT_DIR/checkpoints/iared_stage_XX.pyth``."""
+    return os.path.join(ckpt_io.checkpoint_dir(output_dir), stage_checkpoint_name(stage))
 
 
 def final_checkpoint_path(output_dir: str) -> str:
@@ -76,7 +82,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
     G = model.num_groups
     mode = ia.MODE
-    reduce_fn = _stats_reduce(info, device)
+    reduce_fn = partial(du.all_reduce_sum, device=device)  # statistics over every process's shard
     logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
                 "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), mode,
                 ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
@@ -141,11 +147,6 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     return final
 
 
-def _stats_reduce(info, device):
-    """Sums over processes for the curriculum's statistics (None in a single process)."""
-    return (lambda v: du.all_reduce_sum(v, device)) if info.distributed else None
-
-
 def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str):
     """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
     (on IARED.CALIBRATION_VIDEOS val videos, every process the same answer)."""
@@ -161,7 +162,7 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     t0 = time.perf_counter()
     try:
         cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=lambda v: du.all_reduce_sum(v, device))
+                                  reduce_fn=partial(du.all_reduce_sum, device=device))
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e
@@ -176,8 +177,8 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
 
 def calibration_record(checkpoint: str) -> Optional[dict]:
     """The ``iared_calibration`` record of a checkpoint (threshold, target_cost, cost_fraction, top1, clips), or
-    None when it carries none."""
-    return ckpt_io.read_checkpoint(checkpoint).get(CALIBRATION_KEY)
+    None when it carries none. The weights are mapped, not read: callers load them separately."""
+    return ckpt_io.read_checkpoint(checkpoint, mmap=True).get(CALIBRATION_KEY)
 
 
 def calibrated_threshold(checkpoint: str, target: float) -> dict:
@@ -239,7 +240,8 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
             model.group_policy = None
             if info.distributed:
                 reduce_epoch_summary(summary, device)
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, _stats_reduce(info, device))
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU,
+                                    partial(du.all_reduce_sum, device=device))
             model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
             logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
                         epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),
