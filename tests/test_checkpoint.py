@@ -212,3 +212,32 @@ def test_convert_tool_inflates_with_cfg(tmp_path):
     state = torch.load(out, weights_only=True)
     assert state["arch"]["depth"] == 4 and state["model_state"]["time_embed"].shape == (1, 8, 64)
     assert torch.equal(state["model_state"]["blocks.3.temporal_attn.proj.weight"], vit.blocks[3].attn.proj.weight)
+
+
+@pytest.mark.parametrize("ext", [".pyth", ".safetensors"])
+@pytest.mark.parametrize("with_model", [False, True])
+def test_convert_keeps_the_calibrated_threshold(tmp_path, ext, with_model):
+    from video_iared.engine.train_iared import calibrated_threshold, calibration_record
+
+    src = tiny(0)
+    record = {"threshold": 0.5799, "target_cost": 0.5, "cost_fraction": 0.482, "top1": 91.25,
+              "keep_rates": [0.368, 0.368], "clips": 48}
+    path = save_checkpoint(str(tmp_path / "checkpoint_iared.pyth"), src, epoch=2, arch=src.arch(),
+                           extra={"iared_calibration": record})
+    out = str(tmp_path / f"clean{ext}")
+    convert_checkpoint(path, out, tiny(1) if with_model else None)
+    assert calibration_record(out) == record
+    assert calibrated_threshold(out, 0.5)["threshold"] == 0.5799
+    dst = tiny(2)
+    load_checkpoint(out, dst)
+    assert same_output(src, dst, torch.randn(1, 3, 4, 32, 32))
+
+
+def test_convert_without_calibration_writes_none(tmp_path):
+    from video_iared.engine.train_iared import calibration_record
+
+    path = official(tiny(0), str(tmp_path / "official.pyth"))
+    for ext in (".pyth", ".safetensors"):
+        out = str(tmp_path / f"clean{ext}")
+        convert_checkpoint(path, out, tiny(1))  # the official pickle needs full unpickling: no record, no error
+        assert calibration_record(out) is None

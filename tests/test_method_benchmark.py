@@ -63,8 +63,9 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     iared_ck = save_checkpoint(str(tmp_path / "iared.pyth"), iared, 1, arch=iared.arch(),
                                extra={"iared_calibration": calibration})
 
+    # --malloc default: the allocator of this (pytest) process stays as the other tests expect it
     rc = _load_tool().main(["--methods", "--quick", "--dense-checkpoint", dense_ck, "--iared-checkpoint", iared_ck,
-                            "--out-dir", str(tmp_path / "bench"),
+                            "--out-dir", str(tmp_path / "bench"), "--malloc", "default",
                             "--cfg", os.path.join(ROOT, "configs", "synthetic_dense.yaml"),
                             *tiny_opts(data, out, EXTRA)])
     assert rc == 0

@@ -59,7 +59,7 @@ def test_train_iared_runs_every_stage(data_dir, tmp_path):
 
     summary = test(cfg, checkpoint=final, label="IA-RED²")
     cost = summary["cost"]
-    assert cost["clips"] == summary["videos"] > 0
+    assert cost["videos"] == summary["videos"] > 0
     assert cost["gflops_min"] <= cost["gflops_mean"] <= cost["gflops_max"] <= cost["dense_gflops"]
     assert len(cost["keep_rate_per_group"]) == 2
     assert 0.0 < cost["gflops_fraction_analytic"] <= 1.0

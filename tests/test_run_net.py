@@ -28,7 +28,8 @@ def test_dense_train_then_test_ends_with_summary_line(data_dir, tmp_path, capsys
     s = parse_summary_line(lines[-1])
     assert lines[-1].startswith("video_top1=") and s["videos"] == 12 and s["failed"] == 0 and s["views"] == 2
     assert s["gflops_per_view"] > 0
-    assert any("outputs in" in line and out in line for line in lines)
+    listed = [line.split(": ", 1)[1] for line in lines if "outputs in " + out in line]
+    assert listed == ["log.txt, stats.jsonl, config.yaml, checkpoints/"]
     for name in ("log.txt", "stats.jsonl", "config.yaml", "predictions.csv", "predictions.pt",
                  "checkpoints/checkpoint_epoch_00001.pyth"):
         assert os.path.isfile(os.path.join(out, name)), name
@@ -39,6 +40,16 @@ def test_dense_train_then_test_ends_with_summary_line(data_dir, tmp_path, capsys
     again = capsys.readouterr().out.strip().splitlines()
     assert any("training already complete" in line for line in again)
     assert parse_summary_line(again[-1]) == s
+    # a test-only run elsewhere lists only what it wrote (no checkpoints/ folder)
+    test_out = str(tmp_path / "test_only")
+    assert run_net(["--cfg", CFG] + tiny_opts(data_dir, test_out, [
+        "TRAIN.ENABLE", "False", "TEST.NUM_SPATIAL_CROPS", "1",
+        "TEST.CHECKPOINT_FILE_PATH", os.path.join(out, "checkpoints", "checkpoint_epoch_00001.pyth")])) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert parse_summary_line(lines[-1]) == s
+    listed = [line.split(": ", 1)[1].split(", ") for line in lines if "outputs in " + test_out in line]
+    assert len(listed) == 1 and "checkpoints/" not in listed[0] and "log.txt" in listed[0]
+    assert all(os.path.exists(os.path.join(test_out, name)) for name in listed[0])
 
 
 @pytest.mark.skipif(not HAS_IARED_TRAINING, reason="video_iared.engine.train_iared is not in this tree yet")

@@ -27,3 +27,26 @@ def test_keep_ratio_table_rows_and_last_line(capsys):
     m = re.fullmatch(r"min_speedup_to_gflops_ratio=([0-9.]+) dense_ms_b1=([0-9.]+)", last)
     assert m and float(m.group(1)) == round(out["min_ratio"], 4)
     assert abs(float(m.group(2)) - out["dense_ms_b1"]) < 0.01
+
+
+def test_benchmark_tool_takes_trailing_overrides_and_explicit_batch_sizes(capsys):
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(root, "tools", "benchmark.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tiny = ["TIMESFORMER.EMBED_DIM", "32", "TIMESFORMER.NUM_HEADS", "2", "TIMESFORMER.DEPTH", "2",
+            "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.HEAD_DIM", "8", "IARED.NUM_HEADS", "2",
+            "DATA.NUM_FRAMES", "4", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_CROP_SIZE", "32"]
+    # overrides after the flags (as in run_net.py), and --batch-sizes 1 4 (the dense table's default) honoured
+    # --malloc default: leave the allocator of this (pytest) process as the other tests expect it
+    rc = tool.main(["--cfg", os.path.join(root, "configs", "k400.yaml"), "--speed", "--keep-ratios", "0.5",
+                    "--batch-sizes", "1", "4", "--warmup", "0", "--reps", "1", "--malloc", "default"] + tiny)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0
+    header = next(i for i, line in enumerate(printed) if line.split()[:2] == ["keep", "tokens"])
+    rows = [line.split() for line in printed[header + 1:header + 5]]
+    assert [(r[0], r[-7]) for r in rows] == [("dense", "1"), ("0.50", "1"), ("dense", "4"), ("0.50", "4")]
+    assert re.fullmatch(r"min_speedup_to_gflops_ratio=[0-9.]+ dense_ms_b1=[0-9.]+", printed[-1])

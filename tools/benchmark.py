@@ -5,11 +5,14 @@
                               [--with-explicit]
                               --cfg FILE [KEY VALUE ...]
 
-Prints a table (median, min, max seconds per forward pass and per clip) and one ``speed ...`` line per row.
-On an IA-RED² config (IARED.ENABLE, e.g. configs/k400.yaml) ``--speed`` times the dense model and the IA-RED²
-model in keep_ratio mode at --keep-ratios (default 0.7 0.5 0.3) side by side at batch 1 and 8 (1 warm-up,
-3 reps unless given), prints keep rate, fvcore GFLOPs, ms/clip, speed-up and its ratio to the GFLOPs speed-up,
-and ends with ``min_speedup_to_gflops_ratio=<float> dense_ms_b1=<float>``.
+KEY VALUE config overrides go right after the config file, or at the very end of the command line.
+
+On a dense config ``--speed`` prints a table (median, min, max seconds per forward pass and per clip) and one
+``speed ...`` line per row, at batch 1 and 4, BENCHMARK.WARMUP_ITERS warm-up passes and BENCHMARK.NUM_ITERS
+reps unless given. On an IA-RED² config (IARED.ENABLE, e.g. configs/k400.yaml) ``--speed`` times the dense
+model and the IA-RED² model in keep_ratio mode at --keep-ratios (default 0.7 0.5 0.3) side by side at batch 1
+and 8 (1 warm-up, 3 reps unless given), prints keep rate, fvcore GFLOPs, ms/clip, speed-up and its ratio to
+the GFLOPs speed-up, and ends with ``min_speedup_to_gflops_ratio=<float> dense_ms_b1=<float>``.
 
 Every benchmark first sets glibc's allocator to keep freed memory (``--malloc retain``, the default): with the
 defaults the dense model page-faults its large buffers in on every forward pass (8 % of its time here), a
@@ -45,15 +48,21 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", nargs="+", required=True, metavar=("FILE", "KEY VALUE"),
                    help="a YAML config, then KEY VALUE overrides")
     p.add_argument("--speed", action="store_true", help="time the forward pass of the model variants")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-    p.add_argument("--warmup", type=int, default=None, help="default: BENCHMARK.WARMUP_ITERS")
-    p.add_argument("--reps", type=int, default=None, help="default: BENCHMARK.NUM_ITERS")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help="--speed: default 1 8 on an IA-RED² config (keep-ratio table), else 1 4")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up passes; default: 1 for the keep-ratio, precision and --methods tables, else "
+                        "BENCHMARK.WARMUP_ITERS")
+    p.add_argument("--reps", type=int, default=None,
+                   help="timed repetitions; default: 3 for the keep-ratio and --methods tables, else "
+                        "BENCHMARK.NUM_ITERS")
     p.add_argument("--with-explicit", action="store_true",
                    help="also time a copy with explicit-matmul attention (the straightforward implementation)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], nargs="+", default=["fp32"],
                    help="one or more; more than one (or --keep-ratios) gives the interleaved precision table")
     p.add_argument("--keep-ratios", type=float, nargs="*", default=None,
-                   help="IA-RED² keep_ratio-mode rows of the precision table (default 0.7)")
+                   help="IA-RED² keep_ratio-mode rows: default 0.7 0.5 0.3 for the keep-ratio table and --methods, "
+                        "0.7 for the precision table and --end-to-end")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (TEST.COMPILE)")
     p.add_argument("--fp32-islands", action="store_true",
                    help="also time the IA-RED² rows with float32 interpreters and head (engine.precision)")
@@ -89,6 +98,8 @@ def main(argv=None) -> int:
                    help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "
                         "dense TimeSformer-B 8 %% faster here), the fair baseline; default: the C library's defaults "
                         "(video_iared.utils.malloc)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                   help="KEY VALUE config overrides (also accepted right after the config file)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.malloc == "retain":
@@ -100,7 +111,7 @@ def main(argv=None) -> int:
 
     from video_iared.config import load_config_for_cli
 
-    cfg = load_config_for_cli(args.cfg[0], args.cfg[1:])
+    cfg = load_config_for_cli(args.cfg[0], args.cfg[1:] + args.opts)
     if cfg is None:
         return 2
     if not (args.speed or args.end_to_end or args.methods is not None):
@@ -122,16 +133,15 @@ def main(argv=None) -> int:
             # last line is machine readable (video_iared.pruning.speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
             from video_iared.pruning.speed import run_from_args
 
-            run_from_args(cfg, args.keep_ratios or None, None if args.batch_sizes == [1, 4] else args.batch_sizes,
-                          args.warmup, args.reps)
+            run_from_args(cfg, args.keep_ratios or None, args.batch_sizes, args.warmup, args.reps)
         elif args.speed and len(args.precision) == 1 and args.keep_ratios is None and not compile_model:
-            results = run_speed_benchmark(cfg, args.batch_sizes, args.warmup, args.reps, args.precision[0],
+            results = run_speed_benchmark(cfg, args.batch_sizes or [1, 4], args.warmup, args.reps, args.precision[0],
                                           with_explicit=args.with_explicit)
             print(format_speed_table(results))
         elif args.speed:
             warmup = 1 if args.warmup is None else args.warmup
             reps = cfg.BENCHMARK.NUM_ITERS if args.reps is None else args.reps
-            precision_speed_from_cfg(cfg, args.precision, args.batch_sizes, keep, warmup, reps, compile_model,
+            precision_speed_from_cfg(cfg, args.precision, args.batch_sizes or [1, 4], keep, warmup, reps, compile_model,
                                      args.fp32_islands)
         if args.end_to_end:
             from video_iared.analysis.end_to_end import end_to_end_from_cfg

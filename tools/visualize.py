@@ -4,9 +4,10 @@
     python tools/visualize.py --cfg configs/synthetic.yaml [--checkpoint P] [--videos N] [--format gif|mp4]
                               [--out DIR] [KEY VALUE ...]
 
-For N test videos (spread over TEST.SPLIT), writes <video>_grid.png (rows: frames; columns: input, kept
-tokens per group, interpreter score, attention, rollout, Grad-CAM) and <video>_kept.gif (the input with the
-kept tokens highlighted and the dropped ones dimmed) into DIR (default OUTPUT_DIR/visualize).
+For N test videos of TEST.SPLIT (the first video of each class in list order, then the next ones), writes
+<video>_grid.png (rows: frames; columns: input, kept tokens per group, interpreter score, attention, rollout,
+Grad-CAM) and <video>_kept.gif (the input with the kept tokens highlighted and the dropped ones dimmed) into
+DIR (default OUTPUT_DIR/visualize).
 """
 import argparse
 import logging
@@ -21,7 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", dest="cfg_file", required=True, help="path to a YAML config")
     p.add_argument("--checkpoint", default="", help="weights (default: TEST.CHECKPOINT_FILE_PATH, else the "
                    "trained IA-RED² model of OUTPUT_DIR)")
-    p.add_argument("--videos", type=int, default=4, help="number of test videos to draw")
+    p.add_argument("--videos", type=int, default=4, help="number of test videos to draw (default 4)")
     p.add_argument("--format", choices=("gif", "mp4"), default="gif", help="animation format")
     p.add_argument("--out", default="", help="output folder (default OUTPUT_DIR/visualize)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")

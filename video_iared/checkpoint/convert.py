@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .io import CheckpointError
+from .io import CALIBRATION_KEY, CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def read_source(source: str) -> Tuple[Any, str]:
             with safe_open(path, framework="pt") as f:
                 meta = f.metadata() or {}
             obj: Any = {"model_state": load_file(path, device="cpu")}
-            if "arch" in meta:
-                obj["arch"] = json.loads(meta["arch"])
+            for key in ("arch", CALIBRATION_KEY):
+                if key in meta:
+                    obj[key] = json.loads(meta[key])
             return obj, path
         except Exception as e:
             raise CheckpointError(f"{path}: cannot read safetensors file ({type(e).__name__}: {e})") from e

@@ -10,15 +10,18 @@ import torch
 from torch import nn
 
 from .convert import detect_format, read_source
-from .io import CheckpointError, unwrap
+from .io import CALIBRATION_KEY, CheckpointError, read_calibration, unwrap
 from .load import LoadReport, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
-def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional[Dict[str, Any]] = None) -> str:
+def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional[Dict[str, Any]] = None,
+                  calibration: Optional[Dict[str, Any]] = None) -> str:
     """Write weights only: ``.safetensors`` (arch in the metadata) or a ``.pyth`` {"model_state", "arch"}.
 
+    ``calibration``: an IA-RED² checkpoint's calibrated-threshold record (``CALIBRATION_KEY``), kept with the
+    weights (in the .safetensors metadata as JSON) so the converted file is evaluated at the same threshold.
     The written file loads with ``load_checkpoint`` as format "ours" (``torch.load(weights_only=True)``-safe).
     """
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
@@ -29,9 +32,14 @@ def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional
         meta = {"format": "video_iared"}
         if arch:
             meta["arch"] = json.dumps(arch)
+        if calibration:
+            meta[CALIBRATION_KEY] = json.dumps(calibration)
         save_file(sd, path, metadata=meta)
     else:
-        torch.save({"model_state": sd, "arch": dict(arch) if arch else None}, path)
+        obj: Dict[str, Any] = {"model_state": sd, "arch": dict(arch) if arch else None}
+        if calibration:
+            obj[CALIBRATION_KEY] = dict(calibration)
+        torch.save(obj, path)
     return path
 
 
@@ -41,17 +49,39 @@ def convert_checkpoint(source: str, out: str, model: Optional[nn.Module] = None)
     With ``model`` the weights are first loaded into it (strict, with resizing / inflation to the model's
     size and the report, returned) and the model's weights are written. Without a model, official and our
     checkpoints are written as they are (prefix stripped, optimizer and config dropped); timm image weights
-    need a model to be inflated into.
+    need a model to be inflated into. An IA-RED² checkpoint's calibrated threshold (``CALIBRATION_KEY``) is
+    carried over either way.
     """
     if model is not None:
         report = load_checkpoint(source, model)
         target = unwrap(model)
-        write_weights(out, target.state_dict(), target.arch() if hasattr(target, "arch") else None)
+        calibration = _source_calibration(source)
+        write_weights(out, target.state_dict(), target.arch() if hasattr(target, "arch") else None, calibration)
+        _log_calibration(calibration, out)
         return report
     obj, file = read_source(source)
     sd, fmt, arch = detect_format(obj, file)
     if fmt == "timm":
         raise CheckpointError(f"{file}: image weights must be inflated into a model; pass --cfg")
-    write_weights(out, sd, arch)
+    calibration = obj.get(CALIBRATION_KEY)
+    write_weights(out, sd, arch, calibration)
     logger.info("wrote %d tensors from %s (%s) to %s", len(sd), file, fmt, out)
+    _log_calibration(calibration, out)
     return None
+
+
+def _source_calibration(source: str) -> Optional[Dict[str, Any]]:
+    """The calibration record of a checkpoint file that ``load_checkpoint`` has already read, or None: a timm
+    name, or a file that only loads with full unpickling (the official .pyth: no IA-RED² record there)."""
+    if not os.path.isfile(source):
+        return None
+    try:
+        return read_calibration(source)
+    except CheckpointError:
+        return None
+
+
+def _log_calibration(calibration: Optional[Dict[str, Any]], out: str) -> None:
+    if calibration:
+        logger.info("kept the calibrated IA-RED² threshold %.4f (target cost %.3f) in %s",
+                    float(calibration["threshold"]), float(calibration["target_cost"]), out)

@@ -7,6 +7,7 @@ Loading *weights* from other formats (official .pyth, timm) is ``video_iared.che
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -19,6 +20,9 @@ CHECKPOINT_DIR = "checkpoints"
 _EPOCH_RE = re.compile(r"^checkpoint_epoch_(\d{5,})\.pyth$")
 ARCH_KEYS = ("embed_dim", "depth", "num_heads", "patch_size", "attention_type", "num_classes", "stem",
              "stem_channels")  # stem_channels: conv3d stems only, and absent from checkpoints written before it
+# the field holding an IA-RED² checkpoint's calibrated threshold (pruning/calibrate.py, ``Calibration.record``);
+# a .safetensors weights file carries it as a JSON string in its metadata under the same name
+CALIBRATION_KEY = "iared_calibration"
 
 
 class CheckpointError(RuntimeError):
@@ -106,6 +110,24 @@ def read_checkpoint(path: str, mmap: bool = False) -> Dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated file, pickle of arbitrary objects, ...
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+
+
+def read_calibration(path: str) -> Optional[Dict[str, Any]]:
+    """The ``iared_calibration`` record of a checkpoint (.pyth or .safetensors), or None when it carries none.
+
+    The weights are mapped, not read: callers load them separately."""
+    if not path.endswith(".safetensors"):
+        return read_checkpoint(path, mmap=True).get(CALIBRATION_KEY)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+        return json.loads(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
+    except Exception as e:  # not a safetensors file, bad JSON in the metadata
+        raise CheckpointError(f"{path}: cannot read the {CALIBRATION_KEY} record ({type(e).__name__}: {e})") from e
 
 
 def check_arch(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]], path: str) -> None:

@@ -11,12 +11,13 @@ import logging
 import math
 import os
 import random
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
 from video_iared.utils.logging import setup_logging
 
@@ -79,6 +80,13 @@ def _comparison(dense: Dict, pruned: Dict) -> str:
             "({} fewer)".format(dense["video_top1"], pruned["video_top1"], pruned["video_top1"] - dense["video_top1"],
                                dense["gflops_per_view"], pruned["gflops_per_view"],
                                ratio(dense["gflops_per_view"], pruned["gflops_per_view"])))
+
+
+def _outputs_written(output_dir: str) -> List[str]:
+    """The files and folders of ``output_dir`` a run writes, those that exist (``name/`` for folders)."""
+    names = ("log.txt", "stats.jsonl", "config.yaml", ckpt_io.CHECKPOINT_DIR, "dense")
+    return [n + ("/" if os.path.isdir(os.path.join(output_dir, n)) else "") for n in names
+            if os.path.exists(os.path.join(output_dir, n))]
 
 
 def run(cfg: CfgNode) -> Optional[Dict]:
@@ -160,7 +168,7 @@ def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
     if cfg.TEST.ENABLE:
         summary = test(cfg, info, checkpoint, label="IA-RED²" if cfg.IARED.ENABLE else "")
     if info.is_main:
-        logger.info("outputs in %s: log.txt, stats.jsonl, config.yaml, checkpoints/", os.path.abspath(cfg.OUTPUT_DIR))
+        logger.info("outputs in %s: %s", os.path.abspath(cfg.OUTPUT_DIR), ", ".join(_outputs_written(cfg.OUTPUT_DIR)))
         if summary:
             logger.info("predictions: %s and %s", summary.get("predictions_csv"), summary.get("predictions_pt"))
             if dense_summary:

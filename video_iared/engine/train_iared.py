@@ -29,7 +29,6 @@ from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_
 
 logger = logging.getLogger(__name__)
 
-CALIBRATION_KEY = "iared_calibration"  # the checkpoint field holding the calibrated threshold (pruning/calibrate.py)
 # the finetune's epochs seed the RNG and the loader draws as RNG_SEED + this + epoch / this + epoch: draws of their own,
 # the same on resumption (analysis.baseline_finetune reuses them for its rows)
 FINETUNE_EPOCH_OFFSET = 7919
@@ -109,9 +108,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn)
             logger.info(
                 "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
-                "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, cost %.3f, %.0f s", stage, epoch + 1,
-                epochs, tr["reward"], tr["top1_sampled"], _fmt(tr["keep_rates"]), val.get("top1_sampled", -1),
-                val.get("top1_threshold", -1), _fmt(val.get("keep_rates_threshold", [])),
+                "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, block cost (analytic) %.3f, %.0f s",
+                stage, epoch + 1, epochs, tr["reward"], tr["top1_sampled"], _fmt(tr["keep_rates"]),
+                val.get("top1_sampled", -1), val.get("top1_threshold", -1), _fmt(val.get("keep_rates_threshold", [])),
                 val.get("cost_fraction_threshold", -1), time.perf_counter() - t0)
             stats.write({"stage": "iared_curriculum", "curriculum_stage": stage, "epoch": epoch + 1, "lr": lr,
                          **{f"train_{k}": v for k, v in tr.items()},
@@ -138,7 +137,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
                             "IA-RED² final model (parameters and threshold)")
     final = final_checkpoint_path(cfg.OUTPUT_DIR)
     if info.is_main:
-        extra = {CALIBRATION_KEY: calibration.record()} if calibration is not None else None
+        extra = {ckpt_io.CALIBRATION_KEY: calibration.record()} if calibration is not None else None
         ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch, extra=extra)
     du.barrier()
     for p in model.parameters():
@@ -177,8 +176,8 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
 
 def calibration_record(checkpoint: str) -> Optional[dict]:
     """The ``iared_calibration`` record of a checkpoint (threshold, target_cost, cost_fraction, top1, clips), or
-    None when it carries none. The weights are mapped, not read: callers load them separately."""
-    return ckpt_io.read_checkpoint(checkpoint, mmap=True).get(CALIBRATION_KEY)
+    None when it carries none (.pyth or .safetensors; the weights are not read: callers load them separately)."""
+    return ckpt_io.read_calibration(checkpoint)
 
 
 def calibrated_threshold(checkpoint: str, target: float) -> dict:

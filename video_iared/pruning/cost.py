@@ -38,7 +38,8 @@ def clip_gflops(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
 
 def summarize_costs(gflops: Sequence[float], keep_rates: Sequence[Sequence[float]], groups: Sequence[int],
                     dense_gflops: float) -> Dict[str, object]:
-    """Mean / min / max GFLOPs over the evaluated clips, mean keep rate per group, and the two ratios.
+    """Mean / min / max GFLOPs over the evaluated videos (each entry of ``gflops`` / ``keep_rates`` a video's mean
+    over its views), mean keep rate per group, and the two ratios.
 
     ``gflops_fraction_fvcore`` = mean GFLOPs / dense GFLOPs; ``gflops_fraction_analytic`` is the estimate from
     the mean keep rates (blocks only).
@@ -54,7 +55,7 @@ def summarize_costs(gflops: Sequence[float], keep_rates: Sequence[Sequence[float
         "keep_rate_per_group": [float(v) for v in mean_keep],
         "gflops_fraction_fvcore": float(g.mean() / dense_gflops),
         "gflops_fraction_analytic": float(analytic_fraction(k, groups).mean()),
-        "clips": int(g.numel()),
+        "videos": int(g.numel()),
     }
 
 
@@ -62,8 +63,9 @@ def format_cost_summary(s: Dict[str, object]) -> List[str]:
     """Human-readable lines of ``summarize_costs``'s result (units: fvcore GFLOPs = GMACs per view)."""
     keeps = ", ".join(f"{v:.3f}" for v in s["keep_rate_per_group"])
     return [
-        f"IA-RED² GFLOPs per view over {s['clips']} clips (fvcore, GMACs): mean {s['gflops_mean']:.4f}, "
-        f"min {s['gflops_min']:.4f}, max {s['gflops_max']:.4f}; dense {s['dense_gflops']:.4f}",
+        f"IA-RED² GFLOPs per view over {s['videos']} videos (fvcore, GMACs; every view traced): mean "
+        f"{s['gflops_mean']:.4f}, min {s['gflops_min']:.4f}, max {s['gflops_max']:.4f} (of the per-video means); "
+        f"dense {s['dense_gflops']:.4f}",
         f"mean keep rate per group: [{keeps}]; cost fraction fvcore {s['gflops_fraction_fvcore']:.3f} vs "
         f"analytic (blocks only) {s['gflops_fraction_analytic']:.3f}",
     ]
@@ -90,7 +92,7 @@ def cost_report(records: Sequence[Dict], model: nn.Module, clip: torch.Tensor) -
     mean over the video's views, every view traced on its own clip) -> (summary dict, printable lines)."""
     ok = [r for r in records if r.get("keep_rates") is not None and r.get("gflops") == r.get("gflops")]
     if not ok:
-        return {}, ["IA-RED² cost: no evaluated clip carried GFLOPs and keep rates"]
+        return {}, ["IA-RED² cost: no evaluated video carried GFLOPs and keep rates"]
     s = summarize_costs([r["gflops"] for r in ok], [r["keep_rates"] for r in ok], model.groups,
                         dense_gflops(model, clip))
     return s, format_cost_summary(s)
