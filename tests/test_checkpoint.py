@@ -241,3 +241,42 @@ def test_convert_without_calibration_writes_none(tmp_path):
         out = str(tmp_path / f"clean{ext}")
         convert_checkpoint(path, out, tiny(1))  # the official pickle needs full unpickling: no record, no error
         assert calibration_record(out) is None
+
+
+def test_convert_keeps_the_record_of_a_checkpoint_that_needs_unpickling(tmp_path):
+    import argparse
+
+    from video_iared.engine.train_iared import calibration_record
+
+    src = tiny(0)
+    record = {"threshold": 0.61, "target_cost": 0.5, "cost_fraction": 0.49, "top1": 90.0, "keep_rates": [0.4],
+              "clips": 8}
+    path = str(tmp_path / "pickled.pyth")  # an object weights_only=True refuses: read again with full unpickling
+    torch.save({"model_state": src.state_dict(), "arch": src.arch(), "iared_calibration": record,
+                "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError):
+        calibration_record(path)
+    out = str(tmp_path / "clean.pyth")
+    convert_checkpoint(path, out, tiny(1))
+    assert calibration_record(out) == record
+
+
+def test_bad_calibration_metadata_does_not_block_the_weights(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    src = tiny(0)
+    path = str(tmp_path / "bad.safetensors")
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, path,
+              metadata={"format": "video_iared", "iared_calibration": "{not json"})
+    dst = tiny(1)
+    load_checkpoint(path, dst)
+    assert same_output(src, dst, torch.randn(1, 3, 4, 32, 32))
+    assert "ignoring the unreadable iared_calibration metadata" in caplog.text
+
+
+def test_a_calibration_record_that_is_not_plain_numbers_is_refused(tmp_path):
+    from video_iared.checkpoint import write_weights
+
+    for ext in (".pyth", ".safetensors"):
+        with pytest.raises(CheckpointError, match="iared_calibration record is not plain numbers"):
+            write_weights(str(tmp_path / f"w{ext}"), tiny(0).state_dict(), None, {"threshold": torch.tensor(0.5)})

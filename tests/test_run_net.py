@@ -49,7 +49,6 @@ def test_dense_train_then_test_ends_with_summary_line(data_dir, tmp_path, capsys
     assert parse_summary_line(lines[-1]) == s
     listed = [line.split(": ", 1)[1].split(", ") for line in lines if "outputs in " + test_out in line]
     assert len(listed) == 1 and "checkpoints/" not in listed[0] and "log.txt" in listed[0]
-    assert all(os.path.exists(os.path.join(test_out, name)) for name in listed[0])
 
 
 @pytest.mark.skipif(not HAS_IARED_TRAINING, reason="video_iared.engine.train_iared is not in this tree yet")

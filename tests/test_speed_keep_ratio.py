@@ -50,3 +50,23 @@ def test_benchmark_tool_takes_trailing_overrides_and_explicit_batch_sizes(capsys
     rows = [line.split() for line in printed[header + 1:header + 5]]
     assert [(r[0], r[-7]) for r in rows] == [("dense", "1"), ("0.50", "1"), ("dense", "4"), ("0.50", "4")]
     assert re.fullmatch(r"min_speedup_to_gflops_ratio=[0-9.]+ dense_ms_b1=[0-9.]+", printed[-1])
+
+
+def test_benchmark_tool_refuses_misplaced_overrides(capsys):
+    import importlib.util
+    import os
+
+    import pytest
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(root, "tools", "benchmark.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = os.path.join(root, "configs", "synthetic.yaml")
+    for argv, says in [
+        (["--cfg", cfg, "--speed", "OUTPUT_DIR", "/tmp/x", "--reps", "1"], "options after the KEY VALUE"),
+        (["--cfg", cfg, "--methods", "OUTPUT_DIR", "/tmp/x"], "unknown --methods OUTPUT_DIR /tmp/x"),
+    ]:
+        with pytest.raises(SystemExit) as e:  # refused while parsing: before the allocator is touched
+            tool.main(argv)
+        assert e.value.code == 2 and says in capsys.readouterr().err

@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Benchmarks. ``--speed``: forward-pass time of the model variants at test size.
 
-    python tools/benchmark.py --speed [--batch-sizes 1 4] [--warmup N] [--reps N] [--precision fp32|bf16]
+    python tools/benchmark.py --speed [--batch-sizes N ...] [--warmup N] [--reps N] [--precision fp32|bf16]
                               [--with-explicit]
                               --cfg FILE [KEY VALUE ...]
 
-KEY VALUE config overrides go right after the config file, or at the very end of the command line.
+KEY VALUE config overrides go right after the config file, or at the end of the command line after every
+option, where the last option is a flag or takes one value (an option that takes a list, such as
+--batch-sizes or --methods, would read them as its own values).
 
 On a dense config ``--speed`` prints a table (median, min, max seconds per forward pass and per clip) and one
 ``speed ...`` line per row, at batch 1 and 4, BENCHMARK.WARMUP_ITERS warm-up passes and BENCHMARK.NUM_ITERS
@@ -52,10 +54,10 @@ def main(argv=None) -> int:
                    help="--speed: default 1 8 on an IA-RED² config (keep-ratio table), else 1 4")
     p.add_argument("--warmup", type=int, default=None,
                    help="warm-up passes; default: 1 for the keep-ratio, precision and --methods tables, else "
-                        "BENCHMARK.WARMUP_ITERS")
+                        "BENCHMARK.WARMUP_ITERS (--end-to-end has its own)")
     p.add_argument("--reps", type=int, default=None,
                    help="timed repetitions; default: 3 for the keep-ratio and --methods tables, else "
-                        "BENCHMARK.NUM_ITERS")
+                        "BENCHMARK.NUM_ITERS (--end-to-end has its own)")
     p.add_argument("--with-explicit", action="store_true",
                    help="also time a copy with explicit-matmul attention (the straightforward implementation)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], nargs="+", default=["fp32"],
@@ -99,8 +101,9 @@ def main(argv=None) -> int:
                         "dense TimeSformer-B 8 %% faster here), the fair baseline; default: the C library's defaults "
                         "(video_iared.utils.malloc)")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                   help="KEY VALUE config overrides (also accepted right after the config file)")
+                   help="KEY VALUE config overrides, after every option (also accepted right after the config file)")
     args = p.parse_args(argv)
+    _check_override_placement(p, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     if args.malloc == "retain":
         from video_iared.utils.malloc import retain_freed_memory
@@ -164,6 +167,22 @@ def main(argv=None) -> int:
         print(f"precision error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_override_placement(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, with the fix, two ways argparse misreads KEY VALUE overrides placed among the options: options
+    after them (read as overrides), and overrides after --methods (read as method names)."""
+    flags = [t for t in args.opts if t.startswith("--")]
+    if flags:
+        p.error(f"options after the KEY VALUE overrides ({' '.join(flags)}): put every option before them, or the "
+                f"overrides right after the config file (--cfg FILE KEY VALUE ...)")
+    if args.methods:
+        from video_iared.analysis.method_benchmark import ALL_METHODS
+
+        unknown = [m for m in args.methods if m not in ALL_METHODS]
+        if unknown:
+            p.error(f"unknown --methods {' '.join(unknown)} (choose from {' '.join(ALL_METHODS)}); KEY VALUE "
+                    f"overrides after --methods go right after the config file instead (--cfg FILE KEY VALUE ...)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python tools/convert_checkpoint.py SOURCE OUT[.pyth|.safetensors] [--cfg FILE [KEY VALUE ...]]
 
 With --cfg the weights are loaded (strictly, resized / inflated) into the model the config builds, and that
-model's weights are written; the load report is printed. timm image weights need --cfg.
+model's weights are written; the load report is printed. timm image weights need --cfg. An IA-RED²
+checkpoint's calibrated threshold (``iared_calibration``) is kept in the output (.safetensors: its metadata).
 """
 import argparse
 import logging

@@ -62,12 +62,16 @@ def read_source(source: str) -> Tuple[Any, str]:
             with safe_open(path, framework="pt") as f:
                 meta = f.metadata() or {}
             obj: Any = {"model_state": load_file(path, device="cpu")}
-            for key in ("arch", CALIBRATION_KEY):
-                if key in meta:
-                    obj[key] = json.loads(meta[key])
-            return obj, path
+            if "arch" in meta:
+                obj["arch"] = json.loads(meta["arch"])
         except Exception as e:
             raise CheckpointError(f"{path}: cannot read safetensors file ({type(e).__name__}: {e})") from e
+        if CALIBRATION_KEY in meta:  # the threshold record must not stand in the way of the weights
+            try:
+                obj[CALIBRATION_KEY] = json.loads(meta[CALIBRATION_KEY])
+            except ValueError as e:
+                logger.warning("%s: ignoring the unreadable %s metadata (%s)", path, CALIBRATION_KEY, e)
+        return obj, path
     try:
         return torch.load(path, map_location="cpu", weights_only=True), path
     except Exception as e:  # noqa: BLE001 - pickles of arbitrary objects fail here; retry below

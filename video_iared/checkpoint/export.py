@@ -25,6 +25,7 @@ def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional
     The written file loads with ``load_checkpoint`` as format "ours" (``torch.load(weights_only=True)``-safe).
     """
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    calibration = _plain_record(calibration, path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if path.endswith(".safetensors"):
         from safetensors.torch import save_file
@@ -70,18 +71,30 @@ def convert_checkpoint(source: str, out: str, model: Optional[nn.Module] = None)
     return None
 
 
+def _plain_record(calibration: Optional[Dict[str, Any]], path: str) -> Optional[Dict[str, Any]]:
+    """``calibration`` as plain JSON values (readable with ``weights_only=True`` and storable as safetensors
+    metadata), or None when empty; a record that is not JSON-able is refused, naming ``path``."""
+    if not calibration:
+        return None
+    try:
+        return json.loads(json.dumps(calibration))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the {CALIBRATION_KEY} record is not plain numbers ({e})") from e
+
+
 def _source_calibration(source: str) -> Optional[Dict[str, Any]]:
-    """The calibration record of a checkpoint file that ``load_checkpoint`` has already read, or None: a timm
-    name, or a file that only loads with full unpickling (the official .pyth: no IA-RED² record there)."""
+    """The calibration record of a checkpoint file that ``load_checkpoint`` has already read, or None (a timm
+    name). A file that does not load with ``weights_only=True`` (the official .pyth pickles their config) is
+    read again the way ``load_checkpoint`` read it, with the same warning."""
     if not os.path.isfile(source):
         return None
     try:
         return read_calibration(source)
     except CheckpointError:
-        return None
+        return read_source(source)[0].get(CALIBRATION_KEY)
 
 
 def _log_calibration(calibration: Optional[Dict[str, Any]], out: str) -> None:
     if calibration:
-        logger.info("kept the calibrated IA-RED² threshold %.4f (target cost %.3f) in %s",
-                    float(calibration["threshold"]), float(calibration["target_cost"]), out)
+        logger.info("kept the calibrated IA-RED² threshold %s (target cost %s) in %s",
+                    calibration.get("threshold"), calibration.get("target_cost"), out)

@@ -331,7 +331,7 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
         if "keep_rates" in summary:
             logger.info("%smean keep rate after each group: %s", tag,
                         ", ".join(f"{k:.3f}" for k in summary["keep_rates"]))
-        if cfg.IARED.ENABLE:  # per-clip GFLOPs: mean / min / max, the dense count, the analytic check
+        if cfg.IARED.ENABLE:  # GFLOPs per view (every view traced): mean / min / max over the videos, analytic check
             from video_iared.pruning.cost import cost_report
 
             summary["cost"], lines = cost_report(records, model, clip)
