@@ -1,6 +1,7 @@
 """Shared by the engine tests: a tiny synthetic dataset (real encoded videos) and a tiny-model config."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -9,6 +10,14 @@ from video_iared.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else "python"
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (tools are scripts, not a package), to call its ``main(argv)``."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def tiny_opts(data_dir: str, out_dir: str, extra: Optional[List[str]] = None) -> List[str]:

@@ -1,7 +1,6 @@
 """Pictures (PNG grid, GIF/MP4), the mask geometry of test views, and the two tools end to end on a tiny
 synthetic dataset (real encoded videos and masks) with a tiny random-weight IA-RED² model."""
 import csv
-import importlib.util
 import os
 
 import numpy as np
@@ -9,18 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from engine_fixtures import ROOT, make_dataset, tiny_opts
+from engine_fixtures import ROOT, load_tool, make_dataset, tiny_opts
 from video_iared.analysis.interpretability import (curve_masks, curve_scores, mask_coverage, patch_foreground,
                                                    upsample_map)
 from video_iared.analysis.visualize import kept_frames, save_explanation_grid, save_kept_animation
 from video_iared.data.transforms import TestTransform
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _scene(T=4, S=32):
@@ -157,7 +149,7 @@ def trained(tmp_path_factory):
 
 def test_eval_tool_writes_tables_and_plots(trained, capsys):
     opts, ckpt, out = trained
-    tool = _load_tool("eval_interpretability")
+    tool = load_tool("eval_interpretability")
     rc = tool.main(["--cfg", str(ROOT / "configs" / "synthetic.yaml"), "--checkpoint", ckpt] + opts +
                    ["INTERP.MAX_VIDEOS", "3", "INTERP.CURVE_STEPS", "4"])
     text = capsys.readouterr().out
@@ -181,7 +173,7 @@ def test_eval_tool_writes_tables_and_plots(trained, capsys):
 
 def test_visualize_tool_writes_pictures(trained, capsys):
     opts, ckpt, out = trained
-    tool = _load_tool("visualize")
+    tool = load_tool("visualize")
     rc = tool.main(["--cfg", str(ROOT / "configs" / "synthetic.yaml"), "--checkpoint", ckpt, "--videos", "2",
                     "--out", os.path.join(out, "vis")] + opts)
     paths = capsys.readouterr().out.split()
@@ -199,7 +191,7 @@ def test_visualize_tool_writes_pictures(trained, capsys):
 
 def test_tools_report_a_missing_checkpoint(trained, capsys):
     opts, _, _ = trained
-    tool = _load_tool("eval_interpretability")
+    tool = load_tool("eval_interpretability")
     rc = tool.main(["--cfg", str(ROOT / "configs" / "synthetic.yaml"), "--checkpoint", "/nonexistent.pyth"] + opts)
     assert rc == 1 and "/nonexistent.pyth" in capsys.readouterr().err
 
@@ -213,7 +205,7 @@ def test_eval_tool_on_a_dense_model_skips_interpreter_maps(trained, tmp_path, ca
     opts, _, out = trained
     cfg = load_config(str(ROOT / "configs" / "synthetic_dense.yaml"), opts)
     ckpt = save_checkpoint(str(tmp_path / "dense.pyth"), build_model(cfg), epoch=0)
-    tool = _load_tool("eval_interpretability")
+    tool = load_tool("eval_interpretability")
     rc = tool.main(["--cfg", str(ROOT / "configs" / "synthetic_dense.yaml"), "--checkpoint", ckpt, "--out",
                     str(tmp_path / "ev")] + opts + ["INTERP.MAX_VIDEOS", "2"])
     text = capsys.readouterr().out

@@ -1,12 +1,11 @@
 """The method benchmark (tools/benchmark.py --methods): its --quick form end to end on real encoded videos."""
 import csv
-import importlib.util
 import os
 
 import pytest
 import torch
 
-from engine_fixtures import ROOT, make_dataset, tiny_cfg, tiny_opts
+from engine_fixtures import ROOT, load_tool, make_dataset, tiny_cfg, tiny_opts
 from video_iared.analysis.method_benchmark import (
     PeakRSS,
     ratio_token_fraction,
@@ -40,13 +39,6 @@ def test_peak_rss_sees_an_allocation():
     assert p.peak - p.start > 40 * 2**20
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(ROOT, "tools", "benchmark.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.models.build import timesformer_kwargs
@@ -68,7 +60,7 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
                                extra={"iared_calibration": calibration})
 
     # --malloc default: the allocator of this (pytest) process stays as the other tests expect it
-    rc = _load_tool().main(["--methods", "--quick", "--dense-checkpoint", dense_ck, "--iared-checkpoint", iared_ck,
+    rc = load_tool("benchmark").main(["--methods", "--quick", "--dense-checkpoint", dense_ck, "--iared-checkpoint", iared_ck,
                             "--out-dir", str(tmp_path / "bench"), "--malloc", "default",
                             "--cfg", os.path.join(ROOT, "configs", "synthetic_dense.yaml"),
                             *tiny_opts(data, out, EXTRA)])

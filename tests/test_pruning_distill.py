@@ -44,7 +44,7 @@ def test_teacher_is_frozen_dense_and_stays_in_eval():
     assert model.training and not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
     x = torch.randn(2, 3, 4, 32, 32)
-    logits = pair(x)
+    pair(x)  # the forward stores the teacher's logits in pair.teacher_logits
     # the teacher keeps every token: its logits are the dense forward of the same weights
     ref = _tiny_iared()
     ref.load_state_dict(model.state_dict())

@@ -2,6 +2,9 @@
 (keep rate, batch size) plus dense, fvcore GFLOPs falling with the keep rate, the machine-readable last line."""
 import re
 
+import pytest
+
+from engine_fixtures import ROOT, load_tool
 from video_iared.config import get_cfg
 from video_iared.pruning.speed import keep_ratio_speed_table
 
@@ -30,19 +33,13 @@ def test_keep_ratio_table_rows_and_last_line(capsys):
 
 
 def test_benchmark_tool_takes_trailing_overrides_and_explicit_batch_sizes(capsys):
-    import importlib.util
-    import os
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(root, "tools", "benchmark.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("benchmark")
     tiny = ["TIMESFORMER.EMBED_DIM", "32", "TIMESFORMER.NUM_HEADS", "2", "TIMESFORMER.DEPTH", "2",
             "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.HEAD_DIM", "8", "IARED.NUM_HEADS", "2",
             "DATA.NUM_FRAMES", "4", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_CROP_SIZE", "32"]
     # overrides after the flags (as in run_net.py), and --batch-sizes 1 4 (the dense table's default) honoured
     # --malloc default: leave the allocator of this (pytest) process as the other tests expect it
-    rc = tool.main(["--cfg", os.path.join(root, "configs", "k400.yaml"), "--speed", "--keep-ratios", "0.5",
+    rc = tool.main(["--cfg", str(ROOT / "configs" / "k400.yaml"), "--speed", "--keep-ratios", "0.5",
                     "--batch-sizes", "1", "4", "--warmup", "0", "--reps", "1", "--malloc", "default"] + tiny)
     printed = capsys.readouterr().out.strip().splitlines()
     assert rc == 0
@@ -53,16 +50,8 @@ def test_benchmark_tool_takes_trailing_overrides_and_explicit_batch_sizes(capsys
 
 
 def test_benchmark_tool_refuses_misplaced_overrides(capsys):
-    import importlib.util
-    import os
-
-    import pytest
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("benchmark_tool", os.path.join(root, "tools", "benchmark.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    cfg = os.path.join(root, "configs", "synthetic.yaml")
+    tool = load_tool("benchmark")
+    cfg = str(ROOT / "configs" / "synthetic.yaml")
     for argv, says in [
         (["--cfg", cfg, "--speed", "OUTPUT_DIR", "/tmp/x", "--reps", "1"], "options after the KEY VALUE"),
         (["--cfg", cfg, "--methods", "OUTPUT_DIR", "/tmp/x"], "unknown --methods OUTPUT_DIR /tmp/x"),
