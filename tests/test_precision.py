@@ -1,6 +1,7 @@
 """Inference precision: autocast context, float32 islands, kept-set and prediction agreement, the precision
 benchmark and end-to-end timing, on tiny models and real encoded videos."""
 import functools
+import os
 
 import pytest
 import torch
@@ -195,3 +196,13 @@ def test_end_to_end_times_every_stage_on_real_videos(videos):
     assert "decode share" in format_end_to_end_table(res)
     with pytest.raises(PrecisionError):
         run_end_to_end(videos[:1], [("dense", model, "fp16")], num_frames=T, sampling_rate=2, crop_size=SIZE)
+
+
+def test_precision_check_cli_reports_config_errors(capsys):
+    from video_iared.analysis.precision_check import main
+
+    cfg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "synthetic.yaml")
+    assert main(["--cfg", cfg, "TEST.BATCH_SIZ", "4"]) == 2
+    assert "TEST.BATCH_SIZE" in capsys.readouterr().err  # one line naming the key, no traceback
+    assert main(["--cfg", cfg, "--max-videos", "1", "TEST.BATCH_SIZ", "4"]) == 2  # overrides after the options
+    assert "TEST.BATCH_SIZE" in capsys.readouterr().err

@@ -214,11 +214,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--cfg", nargs="+", required=True, metavar=("FILE", "KEY VALUE"))
     p.add_argument("--precision", choices=["bf16", "fp16"], default="bf16")
     p.add_argument("--max-videos", type=int, default=0, help="0 = the whole split")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                   help="KEY VALUE config overrides, after every option (also accepted right after the config file)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from video_iared.config import load_config
+    from video_iared.config import load_config_for_cli
 
-    cfg = load_config(args.cfg[0], args.cfg[1:])
+    cfg = load_config_for_cli(args.cfg[0], args.cfg[1:] + args.opts)
+    if cfg is None:
+        return 2
     if cfg.NUM_THREADS > 0:
         torch.set_num_threads(cfg.NUM_THREADS)
     res = check_from_cfg(cfg, args.precision, args.max_videos)
