@@ -217,7 +217,8 @@ def test_convert_tool_inflates_with_cfg(tmp_path):
 @pytest.mark.parametrize("ext", [".pyth", ".safetensors"])
 @pytest.mark.parametrize("with_model", [False, True])
 def test_convert_keeps_the_calibrated_threshold(tmp_path, ext, with_model):
-    from video_iared.engine.train_iared import calibrated_threshold, calibration_record
+    from video_iared.checkpoint.io import read_calibration
+    from video_iared.engine.train_iared import calibrated_threshold
 
     src = tiny(0)
     record = {"threshold": 0.5799, "target_cost": 0.5, "cost_fraction": 0.482, "top1": 91.25,
@@ -226,7 +227,7 @@ def test_convert_keeps_the_calibrated_threshold(tmp_path, ext, with_model):
                            extra={"iared_calibration": record})
     out = str(tmp_path / f"clean{ext}")
     convert_checkpoint(path, out, tiny(1) if with_model else None)
-    assert calibration_record(out) == record
+    assert read_calibration(out) == record
     assert calibrated_threshold(out, 0.5)["threshold"] == 0.5799
     dst = tiny(2)
     load_checkpoint(out, dst)
@@ -234,19 +235,19 @@ def test_convert_keeps_the_calibrated_threshold(tmp_path, ext, with_model):
 
 
 def test_convert_without_calibration_writes_none(tmp_path):
-    from video_iared.engine.train_iared import calibration_record
+    from video_iared.checkpoint.io import read_calibration
 
     path = official(tiny(0), str(tmp_path / "official.pyth"))
     for ext in (".pyth", ".safetensors"):
         out = str(tmp_path / f"clean{ext}")
         convert_checkpoint(path, out, tiny(1))  # the official pickle needs full unpickling: no record, no error
-        assert calibration_record(out) is None
+        assert read_calibration(out) is None
 
 
 def test_convert_keeps_the_record_of_a_checkpoint_that_needs_unpickling(tmp_path):
     import argparse
 
-    from video_iared.engine.train_iared import calibration_record
+    from video_iared.checkpoint.io import read_calibration
 
     src = tiny(0)
     record = {"threshold": 0.61, "target_cost": 0.5, "cost_fraction": 0.49, "top1": 90.0, "keep_rates": [0.4],
@@ -255,10 +256,10 @@ def test_convert_keeps_the_record_of_a_checkpoint_that_needs_unpickling(tmp_path
     torch.save({"model_state": src.state_dict(), "arch": src.arch(), "iared_calibration": record,
                 "args": argparse.Namespace(lr=0.1)}, path)
     with pytest.raises(CheckpointError):
-        calibration_record(path)
+        read_calibration(path)
     out = str(tmp_path / "clean.pyth")
     convert_checkpoint(path, out, tiny(1))
-    assert calibration_record(out) == record
+    assert read_calibration(out) == record
 
 
 def test_bad_calibration_metadata_does_not_block_the_weights(tmp_path, caplog):

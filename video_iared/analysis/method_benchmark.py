@@ -453,9 +453,9 @@ def resolve_checkpoints(cfg, dense: str, iared: str) -> "tuple[str, str]":
 
 def _calibrated_threshold(checkpoint: str) -> Optional[float]:
     """The threshold an IA-RED² checkpoint was calibrated to (IARED.TARGET_COST), or None."""
-    from video_iared.engine.train_iared import calibration_record
+    from video_iared.checkpoint.io import read_calibration
 
-    rec = calibration_record(checkpoint) if checkpoint else None
+    rec = read_calibration(checkpoint) if checkpoint else None
     if rec is None:
         return None
     logger.info("%s: calibrated threshold %.4f (cost <= %.3f of dense on val): added to the thresholds", checkpoint,

@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from functools import partial
-from typing import Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -126,12 +125,12 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     set_stage(model, FINETUNE)  # every group active from here on
     calibration = None
     if ia.TARGET_COST > 0:
-        calibration = _calibrate(cfg, model, device, stats, info, "curriculum")
+        calibration = _calibrate(cfg, model, device, stats, info, "curriculum", reduce_fn)
     if ia.FINETUNE_EPOCHS > 0:
-        _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info)
+        _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info, reduce_fn)
         set_stage(model, FINETUNE)
         if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
-            calibration = _calibrate(cfg, model, device, stats, info, "finetune")
+            calibration = _calibrate(cfg, model, device, stats, info, "finetune", reduce_fn)
 
     du.check_replicas_equal(list(model.parameters()) + [torch.tensor(model.threshold, dtype=torch.float64)],
                             "IA-RED² final model (parameters and threshold)")
@@ -146,9 +145,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     return final
 
 
-def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str):
+def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str, reduce_fn):
     """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
-    (on IARED.CALIBRATION_VIDEOS val videos, every process the same answer)."""
+    (on IARED.CALIBRATION_VIDEOS val videos; ``reduce_fn`` sums over processes: every process the same answer)."""
     from video_iared.data import build_loader
     from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
     from video_iared.pruning.cost import dense_gflops
@@ -161,7 +160,7 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     t0 = time.perf_counter()
     try:
         cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=partial(du.all_reduce_sum, device=device))
+                                  reduce_fn=reduce_fn)
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e
@@ -174,17 +173,11 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     return cal
 
 
-def calibration_record(checkpoint: str) -> Optional[dict]:
-    """The ``iared_calibration`` record of a checkpoint (threshold, target_cost, cost_fraction, top1, clips), or
-    None when it carries none (.pyth or .safetensors; the weights are not read: callers load them separately)."""
-    return ckpt_io.read_calibration(checkpoint)
-
-
 def calibrated_threshold(checkpoint: str, target: float) -> dict:
     """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target``.
 
     Raises ValueError when the checkpoint carries none or was calibrated for another budget."""
-    rec = calibration_record(checkpoint)
+    rec = ckpt_io.read_calibration(checkpoint)
     if rec is None:
         raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (only the final "
                          f"checkpoint_iared.pyth of a run with IARED.TARGET_COST does); set IARED.TARGET_COST 0 to "
@@ -205,8 +198,10 @@ def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str 
                 "top-1 %.2f%%)", tag, model.threshold, rec["target_cost"], rec["cost_fraction"], rec["top1"])
 
 
-def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info) -> None:
-    """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens."""
+def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info,
+              reduce_fn) -> None:
+    """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens
+    (``reduce_fn``: the val statistics over every process's shard)."""
     from video_iared.data.loader import set_loader_epoch
     from video_iared.engine.amp import amp_dtype, make_scaler
     from video_iared.engine.train import reduce_epoch_summary, train_one_epoch, wrap_ddp
@@ -239,8 +234,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
             model.group_policy = None
             if info.distributed:
                 reduce_epoch_summary(summary, device)
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU,
-                                    partial(du.all_reduce_sum, device=device))
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn)
             model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
             logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
                         epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),

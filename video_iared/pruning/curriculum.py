@@ -8,17 +8,17 @@ with the cross-entropy loss on the tokens the (frozen) interpreters keep at infe
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from video_iared.pruning.calibrate import ReduceFn  # element-wise sum over processes
 from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_fraction, policy_loss
 
 Stage = Union[int, str]
 FINETUNE = "finetune"
-ReduceFn = Callable[[List[float]], List[float]]  # element-wise sum over processes (engine.distributed.all_reduce_sum)
 
 
 def stage_policies(stage: Stage, num_groups: int, mode: str, sample: bool) -> List[str]:
