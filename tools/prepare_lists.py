@@ -8,6 +8,8 @@ k400: DIR holds the official train.csv / validate.csv / test.csv (label,youtube_
 videos are found by name (<youtube_id>_<start:06d>_<end:06d>.mp4) anywhere below --videos. ssv2: DIR holds
 something-something-v2-{labels,train,validation[,test]}.json; videos are <id>.webm in --videos. Rows whose
 video is missing are left out and listed in missing_<split>.txt. Set DATA.PATH_PREFIX to --videos.
+A k400 test.csv without a label column (the original release) becomes test_unlabelled.txt (for
+tools/predict.py --input) instead of test.csv.
 """
 import argparse
 import logging

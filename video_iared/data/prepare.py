@@ -6,6 +6,10 @@ class ids from the alphabetically sorted class names of the train CSV (``classes
 id; ``class_ids.json``: name -> id). SSv2: the official JSON files are validated and rewritten
 with the entries of present videos only.
 Rows whose video file is missing are left out of the lists and reported (``missing_<split>.txt``).
+The original release's test.csv has no ``label`` column: its present videos go to ``test_unlabelled.txt``
+(absolute paths, one a line: ``tools/predict.py --input``) and no ``test.csv`` is written (the published
+K400 numbers are on the validation split; the TEST stage reads ``test.csv``, so copy ``val.csv`` there).
+CSVs with an extra ``is_cc`` column (the later release) read the same: unknown columns are ignored.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 from .annotations import AnnotationError, read_ssv2_labels, read_ssv2_split, ssv2_class_names
 from .ssv2 import LABELS_FILE
@@ -23,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 KINETICS_SPLITS = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+UNLABELLED_TEST = "test_unlabelled.txt"
 
 
 def kinetics_file_name(youtube_id: str, start: float, end: float, ext: str = ".mp4") -> str:
@@ -39,10 +44,13 @@ def _index_videos(video_dir: str) -> Dict[str, str]:
     return index
 
 
-def _read_kinetics_csv(path: str) -> List[Dict[str, str]]:
+def _read_kinetics_csv(path: str, label_optional: bool = False) -> List[Dict[str, str]]:
+    """The rows of an official Kinetics CSV (dicts by column, plus ``_line``). With ``label_optional`` (the
+    test split) a CSV without a ``label`` column is accepted; its rows carry no ``label`` key."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
+        need = [c for c in KINETICS_COLUMNS if not (label_optional and c == "label")]
+        missing = [c for c in need if c not in (reader.fieldnames or [])]
         if missing:
             raise AnnotationError(f"{path}:1: header lacks columns {missing} (expected label,youtube_id,time_start,time_end,split)")
         rows = []
@@ -58,16 +66,34 @@ def _read_kinetics_csv(path: str) -> List[Dict[str, str]]:
     return rows
 
 
+def _kinetics_split_lines(src: str, rows: List[Dict[str, str]], ids: Dict[str, int], videos: Dict[str, str],
+                          ext: str, separator: str) -> Tuple[List[str], List[str]]:
+    """(list lines ``path<sep>label``, or bare relative paths for unlabelled rows; ``file:line: name`` of the
+    rows whose video is not among ``videos``)."""
+    lines, missing = [], []
+    for row in rows:
+        label = row.get("label")
+        if label is not None and label not in ids:
+            raise AnnotationError(f"{src}:{row['_line']}: class {label!r} does not occur in the train split")
+        name = kinetics_file_name(row["youtube_id"], row["time_start"], row["time_end"], ext)
+        if name not in videos:
+            missing.append(f"{src}:{row['_line']}: {name}")
+        else:
+            lines.append(videos[name] if label is None else f"{videos[name]}{separator}{ids[label]}")
+    return lines, missing
+
+
 def prepare_kinetics_lists(annotation_dir: str, video_dir: str, out_dir: str, ext: str = ".mp4",
                            separator: str = " ") -> Dict[str, Dict[str, int]]:
     """Write ``out_dir/{train,val,test}.csv``, ``classes.json``, ``class_ids.json`` and
-    ``missing_<split>.txt``; returns ``{split: {"rows", "written", "missing"}}``. Splits whose official CSV
-    is absent are skipped (logged)."""
+    ``missing_<split>.txt``; returns ``{split: {"rows", "written", "missing"[, "unlabelled"]}}``. Splits whose
+    official CSV is absent are skipped (logged). A test CSV without labels is written as
+    ``test_unlabelled.txt`` (absolute video paths, for tools/predict.py) instead of ``test.csv``."""
     train_csv = os.path.join(annotation_dir, KINETICS_SPLITS["train"])
     if not os.path.isfile(train_csv):
         raise AnnotationError(f"{train_csv}: not found (the class ids come from the train split)")
-    tables = {s: _read_kinetics_csv(os.path.join(annotation_dir, f)) for s, f in KINETICS_SPLITS.items()
-              if os.path.isfile(os.path.join(annotation_dir, f))}
+    tables = {s: _read_kinetics_csv(os.path.join(annotation_dir, f), label_optional=s == "test")
+              for s, f in KINETICS_SPLITS.items() if os.path.isfile(os.path.join(annotation_dir, f))}
     names = sorted({r["label"] for r in tables["train"]})
     ids = {name: i for i, name in enumerate(names)}
     videos = _index_videos(video_dir)
@@ -75,21 +101,17 @@ def prepare_kinetics_lists(annotation_dir: str, video_dir: str, out_dir: str, ex
     report: Dict[str, Dict[str, int]] = {}
     for split, rows in tables.items():
         src = os.path.join(annotation_dir, KINETICS_SPLITS[split])
-        lines, missing = [], []
-        for row in rows:
-            if row["label"] not in ids:
-                raise AnnotationError(f"{src}:{row['_line']}: class {row['label']!r} does not occur in the train split")
-            name = kinetics_file_name(row["youtube_id"], row["time_start"], row["time_end"], ext)
-            if name in videos:
-                lines.append(f"{videos[name]}{separator}{ids[row['label']]}")
-            else:
-                missing.append(f"{src}:{row['_line']}: {name}")
-        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
+        lines, missing = _kinetics_split_lines(src, rows, ids, videos, ext, separator)
+        unlabelled = bool(rows) and "label" not in rows[0]
+        if unlabelled:  # predict's list format: one absolute path a line (relative ones would be cwd-relative)
+            lines = [os.path.abspath(os.path.join(video_dir, line)) for line in lines]
+        with open(os.path.join(out_dir, UNLABELLED_TEST if unlabelled else f"{split}.csv"), "w") as f:
             f.write("".join(line + "\n" for line in lines))
         with open(os.path.join(out_dir, f"missing_{split}.txt"), "w") as f:
             f.write("".join(m + "\n" for m in missing))
-        report[split] = {"rows": len(rows), "written": len(lines), "missing": len(missing)}
-        logger.info("kinetics %s: %d rows, %d written, %d videos missing", split, len(rows), len(lines), len(missing))
+        report[split] = {"rows": len(rows), "written": len(lines), "missing": len(missing), "unlabelled": int(unlabelled)}
+        logger.info("kinetics %s: %d rows, %d written, %d videos missing%s", split, len(rows), len(lines),
+                    len(missing), " (no labels)" if unlabelled else "")
     with open(os.path.join(out_dir, "classes.json"), "w") as f:
         json.dump(names, f, indent=0)
     with open(os.path.join(out_dir, "class_ids.json"), "w") as f:
@@ -128,5 +150,9 @@ def prepare_ssv2_lists(annotation_dir: str, video_dir: str, out_dir: str) -> Dic
 
 
 def format_report(report: Dict[str, Dict[str, int]], out_dir: str) -> str:
+    """The summary tools/prepare_lists.py prints: one line per split, a note for an unlabelled test split."""
     lines = [f"{s}: {r['rows']} rows, {r['written']} listed, {r['missing']} videos missing" for s, r in report.items()]
+    if any(r.get("unlabelled") for r in report.values()):
+        lines.append(f"note: test has no labels: listed in {UNLABELLED_TEST} for tools/predict.py --input, no test.csv "
+                     "written (the TEST stage reads test.csv: copy val.csv to test.csv to test on the validation split)")
     return "\n".join(lines + [f"written to {out_dir} (missing rows: missing_<split>.txt)"])
