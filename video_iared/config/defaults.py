@@ -20,7 +20,7 @@ _C.NUM_THREADS = 0  # torch intra-op threads on CPU; 0 keeps torch's default
 # ----------------------------------------------------------------------------- TRAIN
 _C.TRAIN = CfgNode()
 _C.TRAIN.ENABLE = True  # run the training stage
-_C.TRAIN.DATASET = "kinetics"  # dataset adapter for training: "kinetics" | "ssv2"
+_C.TRAIN.DATASET = "kinetics"  # dataset adapter for training: "kinetics" | "ssv2" | "ucf101" | "hmdb51" (list files as kinetics)
 _C.TRAIN.BATCH_SIZE = 8  # clips per optimizer step, summed over all processes
 _C.TRAIN.EVAL_PERIOD = 1  # epochs between clip-level validation runs (0 disables)
 _C.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoints
@@ -132,7 +132,7 @@ _C.SOLVER.WARMUP_START_LR = 0.0  # learning rate at the start of warm-up
 # ----------------------------------------------------------------------------- TEST
 _C.TEST = CfgNode()
 _C.TEST.ENABLE = True  # run multi-view evaluation after training
-_C.TEST.DATASET = "kinetics"  # dataset adapter for testing: "kinetics" | "ssv2"
+_C.TEST.DATASET = "kinetics"  # dataset adapter for testing: "kinetics" | "ssv2" | "ucf101" | "hmdb51" (list files as kinetics)
 _C.TEST.SPLIT = "test"  # list file evaluated: "val" | "test"
 _C.TEST.BATCH_SIZE = 8  # videos decoded per test batch (all their views are run)
 _C.TEST.NUM_ENSEMBLE_VIEWS = 1  # temporal clips per video

@@ -34,8 +34,8 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str = "") -> str:
 _CHOICES = {
     "DEVICE": ("auto", "cpu", "cuda"),
     "DIST_BACKEND": ("auto", "gloo", "nccl"),
-    "TRAIN.DATASET": ("kinetics", "ssv2"),
-    "TEST.DATASET": ("kinetics", "ssv2"),
+    "TRAIN.DATASET": ("kinetics", "ssv2", "ucf101", "hmdb51"),
+    "TEST.DATASET": ("kinetics", "ssv2", "ucf101", "hmdb51"),
     "TEST.SPLIT": ("val", "test"),
     "DATA.DECODING_BACKEND": ("pyav", "decord"),
     "MODEL.ARCH": ("vit",),

@@ -19,7 +19,8 @@ from .video_dataset import VideoClipDataset
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-ADAPTERS = {"kinetics": kinetics, "ssv2": ssv2}
+# UCF101 and HMDB51 lists are Kinetics-style list files (data/prepare_splits.py): same adapter, own names
+ADAPTERS = {"kinetics": kinetics, "ucf101": kinetics, "hmdb51": kinetics, "ssv2": ssv2}
 
 
 def dataset_name(cfg: CfgNode, split: str) -> str:
