@@ -42,13 +42,17 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # a script of the checkout (installed, this file is the module video_iared.tools.X)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from video_iared.config import config_help
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=config_help())
     p.add_argument("--cfg", nargs="+", required=True, metavar=("FILE", "KEY VALUE"),
-                   help="a YAML config, then KEY VALUE overrides")
+                   help="a YAML config (a path, or a name listed below), then KEY VALUE overrides")
     p.add_argument("--speed", action="store_true", help="time the forward pass of the model variants")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="--speed: default 1 8 on an IA-RED² config (keep-ratio table), else 1 4")

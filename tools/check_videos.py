@@ -10,12 +10,16 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # a script of the checkout (installed, this file is the module video_iared.tools.X)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", required=True, help="a YAML config")
+    from video_iared.config import config_help
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=config_help())
+    p.add_argument("--cfg", required=True, help="a YAML config: a path, or a name listed below")
     p.add_argument("--split", default="train", choices=["train", "val", "test"])
     p.add_argument("--out", default=None, help="CSV report (default OUTPUT_DIR/check_videos_<split>.csv)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")

@@ -12,15 +12,20 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # a script of the checkout (installed, this file is the module video_iared.tools.X)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from video_iared.config import config_help
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=config_help())
     p.add_argument("source", help="checkpoint file or cached timm model name")
     p.add_argument("out", help="output file (.pyth or .safetensors)")
     p.add_argument("--cfg", nargs="+", default=[], metavar=("FILE", "KEY VALUE"),
-                   help="config of the model to load the weights into, then KEY VALUE overrides")
+                   help="config of the model to load the weights into (a path, or a name listed below), then KEY VALUE "
+                        "overrides")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -28,10 +33,12 @@ def main(argv=None) -> int:
 
     model = None
     if args.cfg:
-        from video_iared.config import load_config
+        from video_iared.config import load_config_for_cli
         from video_iared.models import build_model
 
-        cfg = load_config(args.cfg[0], args.cfg[1:])
+        cfg = load_config_for_cli(args.cfg[0], args.cfg[1:])
+        if cfg is None:
+            return 2
         cfg.defrost()
         cfg.TIMESFORMER.PRETRAINED_MODEL = ""  # load only `source`
         model = build_model(cfg)

@@ -14,12 +14,16 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if not __package__:  # a script of the checkout (installed, this file is the module video_iared.tools.X)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cfg", dest="cfg_file", required=True, help="path to a YAML config")
+    from video_iared.config import config_help
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=config_help())
+    p.add_argument("--cfg", dest="cfg_file", required=True, help="a YAML config: a path, or a name listed below")
     p.add_argument("--checkpoint", default="", help="weights (default: TEST.CHECKPOINT_FILE_PATH, else the "
                    "trained IA-RED² model of OUTPUT_DIR)")
     p.add_argument("--videos", type=int, default=4, help="number of test videos to draw (default 4)")

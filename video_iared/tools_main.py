@@ -6,12 +6,17 @@ import os
 import sys
 from typing import List, Optional
 
-from video_iared.config import load_config_for_cli
+from video_iared.config import config_help, load_config_for_cli
+
+
+CFG_HELP = "a YAML config: a path, or a name from the list below"
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train, test, predict or benchmark a video_iared model.")
-    p.add_argument("--cfg", dest="cfg_file", required=True, help="path to a YAML config")
+    """``run_net``'s command line: ``--cfg FILE`` then ``KEY VALUE`` overrides; ``--help`` names the configs."""
+    p = argparse.ArgumentParser(description="Train, test, predict or benchmark a video_iared model.",
+                                epilog=config_help())
+    p.add_argument("--cfg", dest="cfg_file", required=True, help=CFG_HELP)
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides, e.g. TRAIN.BATCH_SIZE 4")
     return p.parse_args(argv)
 
@@ -47,8 +52,9 @@ def run_net(argv: Optional[List[str]] = None) -> int:
 
 def predict_main(argv: Optional[List[str]] = None) -> int:
     """The body of ``tools/predict.py``: the PREDICT stage alone, with the usual flags mapped onto config keys."""
-    p = argparse.ArgumentParser(description="Batch clip inference: one row per video (CSV or JSON).")
-    p.add_argument("--cfg", dest="cfg_file", required=True, help="path to a YAML config (model and data settings)")
+    p = argparse.ArgumentParser(description="Batch clip inference: one row per video (CSV or JSON).",
+                                epilog=config_help())
+    p.add_argument("--cfg", dest="cfg_file", required=True, help=CFG_HELP + " (model and data settings)")
     p.add_argument("--input", required=True, help="a folder, a glob or a list file of videos (PREDICT.INPUT)")
     p.add_argument("--checkpoint", default="", help="weights (TEST.CHECKPOINT_FILE_PATH; default: latest in OUTPUT_DIR)")
     p.add_argument("--output", default="", help="output file name in OUTPUT_DIR, .csv or .json (PREDICT.OUTPUT)")

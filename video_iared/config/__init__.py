@@ -2,55 +2,23 @@
 from __future__ import annotations
 
 import ast
-from typing import List, Optional, Sequence
+import sys
+from typing import Optional, Sequence
 
-import yaml
 from fvcore.common.config import CfgNode
 
 from .defaults import get_defaults
+from .files import (base_chain, check_file_keys, config_help, config_names, packaged_config_dir, resolve_config,
+                    section_names)
 from .validate import ConfigError, all_keys, unknown_key_message, validate_config
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "load_config_for_cli", "validate_config", "all_keys"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "load_config_for_cli", "validate_config", "all_keys",
+           "resolve_config", "config_names", "config_help", "packaged_config_dir"]
 
 
 def get_cfg() -> CfgNode:
     """A fresh copy of the default config."""
     return get_defaults()
-
-
-def _check_file_keys(path: str, valid: set) -> None:
-    """Walk a YAML file and its ``_BASE_`` chain; raise on keys the defaults do not have."""
-    with open(path, "r") as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of config keys")
-
-    def walk(node: dict, prefix: str) -> None:
-        for name, value in node.items():
-            if name == "_BASE_" and not prefix:
-                continue
-            full = f"{prefix}{name}"
-            if isinstance(value, dict):
-                if not any(k.startswith(full + ".") for k in valid):
-                    raise ConfigError(unknown_key_message(full, valid, path))
-                walk(value, full + ".")
-            elif full not in valid:
-                raise ConfigError(unknown_key_message(full, valid, path))
-
-    walk(data, "")
-
-
-def _base_chain(path: str) -> List[str]:
-    import os
-
-    with open(path, "r") as f:
-        data = yaml.safe_load(f) or {}
-    base = data.get("_BASE_") if isinstance(data, dict) else None
-    if not base:
-        return [path]
-    if not os.path.isabs(base) and not base.startswith(("~", "/")):
-        base = os.path.join(os.path.dirname(path), base)
-    return _base_chain(base) + [path]
 
 
 def _parse_value(text):
@@ -97,17 +65,25 @@ def _coerce(key: str, value, old):
     return value
 
 
+def merge_file(cfg: CfgNode, path: str) -> None:
+    """Merge the config file ``path`` (found by ``resolve_config``) and its ``_BASE_`` chain into ``cfg``, root
+    first; every error names the file it is about (and the key, or the line of a YAML syntax error)."""
+    valid = set(all_keys(cfg))
+    sections = section_names(valid)
+    for name, data in base_chain(resolve_config(path)):
+        check_file_keys(name, data, valid, sections)
+        try:
+            cfg.merge_from_other_cfg(CfgNode(data))
+        except (ValueError, AssertionError) as e:  # yacs: a type mismatch or a YAML type it cannot hold, keyed
+            raise ConfigError(f"{name}: {e}") from e
+
+
 def load_config(path: Optional[str] = None, opts: Optional[Sequence[str]] = None) -> CfgNode:
-    """The defaults, merged with a YAML file (following ``_BASE_``) and ``KEY VALUE`` overrides, validated."""
+    """The defaults, merged with a config file (a path or a name, see ``resolve_config``; following ``_BASE_``)
+    and ``KEY VALUE`` overrides, validated and frozen."""
     cfg = get_cfg()
     if path:
-        valid = set(all_keys(cfg))
-        for p in _base_chain(path):
-            _check_file_keys(p, valid)
-        try:
-            cfg.merge_from_file(path)
-        except ValueError as e:  # yacs type mismatch: it names the key
-            raise ConfigError(f"{path}: {e}") from e
+        merge_file(cfg, path)
     merge_opts(cfg, opts or [])
     validate_config(cfg)
     cfg.freeze()
@@ -117,8 +93,6 @@ def load_config(path: Optional[str] = None, opts: Optional[Sequence[str]] = None
 def load_config_for_cli(path: Optional[str], opts: Optional[Sequence[str]] = None) -> Optional[CfgNode]:
     """``load_config`` for the command-line tools: on a bad file or key, print one ``config error: ...`` line to
     stderr and return None (the tools then exit with status 2) instead of raising."""
-    import sys
-
     try:
         return load_config(path, opts)
     except (ConfigError, FileNotFoundError) as e:

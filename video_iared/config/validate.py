@@ -100,6 +100,8 @@ def validate_config(cfg: CfgNode) -> None:
     _require(all(s > 0 for s in cfg.DATA.STD), "DATA.STD", "must be > 0")
     _require(0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0, "DATA.MAX_BAD_FRACTION", "must be in [0, 1]")
     _require(cfg.DATA.DECODE_TIMEOUT > 0, "DATA.DECODE_TIMEOUT", "must be > 0")
+    _require(cfg.DATA.PATH_LABEL_SEPARATOR != "", "DATA.PATH_LABEL_SEPARATOR",
+             "must not be empty: it separates path and label in the list files (e.g. ' ' or ',')")
     _require(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS", "must be >= 0")
 
     ts = cfg.TIMESFORMER

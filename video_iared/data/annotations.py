@@ -33,6 +33,25 @@ def _describe_sep(sep: str) -> str:
     return {" ": "space", "\t": "tab", ",": "comma", ";": "semicolon"}.get(sep, repr(sep))
 
 
+# the datasets whose `path label` list files tools/prepare_lists.py writes (ssv2's lists are its JSON files)
+LIST_DATASETS = ("k400", "ucf101", "hmdb51")
+
+
+def prepare_lists_hint(missing: str, dataset: str = "") -> str:
+    """The tail of a "not found" message for a list file: the ``tools/prepare_lists.py`` command that builds it (for
+    ``dataset``, else the dataset a folder of the path is named after) and where data_lists/README.md explains it."""
+    folders = os.path.normpath(os.path.abspath(missing)).split(os.sep)[:-1]
+    names = (dataset,) if dataset else LIST_DATASETS
+    at = max((i for i, f in enumerate(folders) if f in names), default=-1)
+    if at < 0:
+        name, out = dataset or "{" + ",".join(LIST_DATASETS) + "}", os.path.dirname(missing) or "."
+    else:  # the dataset's folder, where prepare_lists writes (./data_lists/<dataset> unless --out)
+        name, out = folders[at], os.sep.join(folders[:at + 1])
+        out = "" if out == os.path.abspath(os.path.join("data_lists", name)) else out
+    return (f"; build the lists with: python tools/prepare_lists.py {name} --annotations DIR --videos DIR"
+            f"{f' --out {out}' if out else ''} (data_lists/README.md explains them)")
+
+
 def read_video_list(
     list_path: str,
     separator: str = " ",
@@ -46,7 +65,7 @@ def read_video_list(
     label that is not an integer id (a header row, a class name) or a label outside ``[0, num_classes)``.
     """
     if not os.path.isfile(list_path):
-        raise AnnotationError(f"{list_path}: list file not found")
+        raise AnnotationError(f"{list_path}: list file not found{prepare_lists_hint(list_path)}")
     with open(list_path, "r", encoding="utf-8") as f:
         lines = f.read().splitlines()
     records = []
@@ -91,7 +110,8 @@ def check_files_exist(records: Sequence[VideoRecord], show: int = 20) -> None:
 
 def _load_json(path: str):
     if not os.path.isfile(path):
-        raise AnnotationError(f"{path}: file not found")
+        hint = prepare_lists_hint(path, "ssv2") if os.path.basename(path).startswith("something-something-v2") else ""
+        raise AnnotationError(f"{path}: file not found{hint}")
     try:
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
