@@ -9,9 +9,9 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
-	# torch + torchvision unpinned first (see README: Install notes), then the package and test extra
+	# torch + torchvision unpinned first (see README: Install notes), then the package, test and export extras
 	$(PY) -m pip install torch torchvision
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,export]"
 	touch $(STAMP)
 
 install: $(STAMP)

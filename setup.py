@@ -38,7 +38,11 @@ setup(
         "pyyaml",
         "safetensors",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout"],
+        # tools/export.py --format onnx and benchmark.py --speed --onnx (the dynamo exporter needs onnxscript)
+        "export": ["onnx", "onnxscript", "onnxruntime"],
+    },
     # each runs the main() of tools/<name>.py (video_iared.cli)
     entry_points={"console_scripts": [
         "video-iared-run=video_iared.cli:run_net_main",

@@ -2,7 +2,7 @@
 """Benchmarks. ``--speed``: forward-pass time of the model variants at test size.
 
     python tools/benchmark.py --speed [--batch-sizes N ...] [--warmup N] [--reps N] [--precision fp32|bf16]
-                              [--with-explicit]
+                              [--with-explicit] [--onnx]
                               --cfg FILE [KEY VALUE ...]
 
 KEY VALUE config overrides go right after the config file, or at the end of the command line after every
@@ -19,6 +19,10 @@ the GFLOPs speed-up, and ends with ``min_speedup_to_gflops_ratio=<float> dense_m
 Every benchmark first sets glibc's allocator to keep freed memory (``--malloc retain``, the default): with the
 defaults the dense model page-faults its large buffers in on every forward pass (8 % of its time here), a
 cost pruning would be credited with. ``--malloc default`` times the C library's defaults.
+
+``--onnx`` adds dense and keep_ratio (--keep-ratios, default 0.7) exported to ONNX and run in ONNX Runtime beside
+the eager models, interleaved in one run (ms/clip, speed-up vs dense eager, max logit difference), ending with
+``onnx_speed <variant>_<runtime>_b<batch>_ms=<float> ...``.
 
 Precision column (dense and IA-RED² in keep_ratio mode, every precision, interleaved round-robin):
 
@@ -62,6 +66,9 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=None,
                    help="timed repetitions; default: 3 for the keep-ratio and --methods tables, else "
                         "BENCHMARK.NUM_ITERS (--end-to-end has its own)")
+    p.add_argument("--onnx", action="store_true",
+                   help="--speed: also dense and IA-RED² keep_ratio (--keep-ratios, default 0.7) exported to ONNX, timed "
+                        "in ONNX Runtime beside eager PyTorch in one run (the export extra: pip install -e .[export])")
     p.add_argument("--with-explicit", action="store_true",
                    help="also time a copy with explicit-matmul attention (the straightforward implementation)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], nargs="+", default=["fp32"],
@@ -150,6 +157,15 @@ def main(argv=None) -> int:
             reps = cfg.BENCHMARK.NUM_ITERS if args.reps is None else args.reps
             precision_speed_from_cfg(cfg, args.precision, args.batch_sizes or [1, 4], keep, warmup, reps, compile_model,
                                      args.fp32_islands)
+        if args.speed and args.onnx:  # ONNX Runtime vs eager, dense and keep ratios (video_iared.deploy)
+            from video_iared.deploy.onnx_export import ExportError, onnx_speed_rows
+
+            try:
+                onnx_speed_rows(cfg, args.keep_ratios or [0.7], args.batch_sizes or [1],
+                                1 if args.warmup is None else args.warmup, 3 if args.reps is None else args.reps)
+            except ExportError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
         if args.end_to_end:
             from video_iared.analysis.end_to_end import end_to_end_from_cfg
 
