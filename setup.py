@@ -42,6 +42,9 @@ setup(
         "test": ["pytest>=7", "pytest-timeout"],
         # tools/export.py --format onnx and benchmark.py --speed --onnx (the dynamo exporter needs onnxscript)
         "export": ["onnx", "onnxscript", "onnxruntime"],
+        # DATA.DECODING_BACKEND torchcodec; it loads FFmpeg 4-9's shared libraries from the system (make install
+        # adds them where missing: .ci/ensure_ffmpeg_libs.sh)
+        "torchcodec": ["torchcodec"],
     },
     # each runs the main() of tools/<name>.py (video_iared.cli)
     entry_points={"console_scripts": [

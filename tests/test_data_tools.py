@@ -106,8 +106,8 @@ def test_loader_benchmark_runs_and_reports_every_backend(tmp_path, capsys):
         "BENCHMARK.NUM_ITERS", "2", "BENCHMARK.WARMUP_ITERS", "1",
     ])
     out = benchmark_loader(cfg, with_model=False, progress=False)
-    assert set(out["backends"]) == {"pyav", "decord"}
+    assert set(out["backends"]) == {"pyav", "decord", "torchcodec"}
     for r in out["backends"].values():
         assert r["decode_ms_per_clip"] > 0 and r["train_clips_per_s"] > 0 and r["test_views_per_s"] == 3 * r["test_videos_per_s"] > 0
     printed = capsys.readouterr().out
-    assert "loader backend=pyav" in printed and "loader backend=decord" in printed
+    assert all(f"loader backend={b}" in printed for b in ("pyav", "decord", "torchcodec"))

@@ -19,7 +19,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=config_help())
     p.add_argument("--cfg", required=True, help="a YAML config: a path, or a name listed below")
-    p.add_argument("--backends", nargs="+", default=["pyav", "decord"], choices=["pyav", "decord"])
+    p.add_argument("--backends", nargs="+", default=["pyav", "decord", "torchcodec"],
+                   choices=["pyav", "decord", "torchcodec"], help="decoding backends, side by side (default: all)")
     p.add_argument("--no-model", action="store_true", help="skip timing the model's training step")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = p.parse_args(argv)

@@ -23,7 +23,7 @@ from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
 from video_iared.data import build_dataset, build_loader, build_multiview_loader
-from video_iared.data.readers import BACKENDS, VideoDecodeError
+from video_iared.data.readers import BACKENDS, BackendUnavailableError, VideoDecodeError, check_backend
 from video_iared.data.video_dataset import load_frames
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,15 @@ def benchmark_loader(
         ensure_synthetic_dataset(cfg)
     warmup, iters = cfg.BENCHMARK.WARMUP_ITERS, cfg.BENCHMARK.NUM_ITERS
     results: Dict[str, Dict[str, float]] = {}
+    skipped: Dict[str, str] = {}
     for backend in backends:
         c = _with(cfg, DECODING_BACKEND=backend)
+        try:
+            check_backend(backend)
+        except BackendUnavailableError as e:  # e.g. torchcodec without FFmpeg's libraries: say so, time the rest
+            skipped[backend] = str(e)
+            logger.warning("loader benchmark: backend %s skipped: %s", backend, e)
+            continue
         r = measure_decode(c, max(iters, 8), progress)
         train = build_loader(c, "train")
         t = _time_batches(train, warmup, iters, lambda b: 0 if b["clip"] is None else len(b["clip"]),
@@ -152,12 +159,15 @@ def benchmark_loader(
         r["test_views_per_s"] = r["test_videos_per_s"] * views
         results[backend] = r
         del train, test  # stop the persistent workers before the next backend
+    if not results:
+        raise BackendUnavailableError("loader benchmark: no decoding backend can run here: " + "; ".join(skipped.values()))
     model_rate = measure_model_training(cfg) if with_model else None
     best = max(r["train_clips_per_s"] for r in results.values())
     out = {
         "workers": cfg.DATA_LOADER.NUM_WORKERS,
         "batch_size": cfg.TRAIN.BATCH_SIZE,
         "backends": results,
+        "skipped": skipped,
         "model_train_clips_per_s": model_rate,
         "loader_vs_model": best / model_rate if model_rate else None,
         "load_average": os.getloadavg()[0],
@@ -181,6 +191,8 @@ def format_results(cfg: CfgNode, out: Dict[str, object]) -> str:
             f"transform_ms_per_clip={r['transform_ms_per_clip']:.2f} train_clips_per_s={r['train_clips_per_s']:.1f} "
             f"test_decode_ms_per_video={r['test_decode_ms_per_video']:.2f} test_videos_per_s={r['test_videos_per_s']:.1f} test_views_per_s={r['test_views_per_s']:.1f}"
         )
+    for name, why in out.get("skipped", {}).items():
+        lines.append(f"loader backend={name} skipped: {why}")
     if out["model_train_clips_per_s"]:
         lines.append(f"model train (forward+backward, batch {out['batch_size']}, CPU) clips_per_s="
                      f"{out['model_train_clips_per_s']:.1f}; loader/model = {out['loader_vs_model']:.2f}x")

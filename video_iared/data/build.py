@@ -11,7 +11,7 @@ from fvcore.common.config import CfgNode
 from . import kinetics, ssv2
 from .annotations import VideoRecord, check_files_exist
 from .multiview import MultiViewDataset
-from .readers import build_reader
+from .readers import build_reader, check_backend
 from .sampling import ClipSampler
 from .transforms import TestTransform, TrainTransform
 from .video_dataset import VideoClipDataset
@@ -50,9 +50,23 @@ def load_records(
     return records, names, adapter
 
 
+def decoding_device(cfg: CfgNode) -> str:
+    """"cuda" when torchcodec decodes for a CUDA run (DEVICE cuda, or auto with a GPU and NUM_GPUS > 0) with the
+    videos read in the main process (DATA_LOADER.NUM_WORKERS 0: forked loader workers cannot initialise CUDA),
+    else "cpu"."""
+    import torch
+
+    if cfg.DATA.DECODING_BACKEND != "torchcodec" or cfg.NUM_GPUS == 0 or cfg.DATA_LOADER.NUM_WORKERS > 0:
+        return "cpu"
+    return "cuda" if cfg.DEVICE in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+
 def reader_fn(cfg: CfgNode) -> functools.partial:
-    """A picklable ``path -> VideoReader`` for the configured backend (one decoder thread per worker)."""
-    return functools.partial(build_reader, backend=cfg.DATA.DECODING_BACKEND, threads=1)
+    """A picklable ``path -> VideoReader`` for the configured backend (one decoder thread per worker); the
+    backend is checked here, once (a missing library raises ``BackendUnavailableError`` naming the fix)."""
+    device = decoding_device(cfg)
+    check_backend(cfg.DATA.DECODING_BACKEND, device)
+    return functools.partial(build_reader, backend=cfg.DATA.DECODING_BACKEND, threads=1, device=device)
 
 
 def build_sampler(cfg: CfgNode, adapter: ModuleType) -> ClipSampler:
