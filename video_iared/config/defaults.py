@@ -46,6 +46,7 @@ _C.DATA.MEAN = [0.45, 0.45, 0.45]  # per-channel mean for normalisation (0-1 pix
 _C.DATA.STD = [0.225, 0.225, 0.225]  # per-channel std for normalisation
 _C.DATA.INPUT_CHANNEL_NUM = [3]  # channels of the input clips (PySlowFast's per-pathway list)
 _C.DATA.DECODING_BACKEND = "pyav"  # video reader: "pyav" | "decord" | "torchcodec" (decodes on the GPU when the run is on CUDA with NUM_WORKERS 0)
+_C.DATA.PIPELINE = "ours"  # "ours" | "pytorchvideo": decode through pytorchvideo's EncodedVideo (DECODING_BACKEND pyav / decord) in our datasets
 _C.DATA.RANDOM_FLIP = True  # horizontal flip in training, where the dataset allows it (never for ssv2)
 _C.DATA.MAX_BAD_FRACTION = 0.05  # fraction of undecodable training videos above which the run stops
 _C.DATA.DECODE_TIMEOUT = 60.0  # seconds one video may take to decode before it counts as failed

@@ -38,6 +38,7 @@ _CHOICES = {
     "TEST.DATASET": ("kinetics", "ssv2", "ucf101", "hmdb51"),
     "TEST.SPLIT": ("val", "test"),
     "DATA.DECODING_BACKEND": ("pyav", "decord", "torchcodec"),
+    "DATA.PIPELINE": ("ours", "pytorchvideo"),
     "MODEL.ARCH": ("vit",),
     "TIMESFORMER.ATTENTION_TYPE": ("divided_space_time", "joint_space_time", "space_only"),
     "TIMESFORMER.STEM": ("patch", "conv3d"),

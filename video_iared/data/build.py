@@ -11,6 +11,7 @@ from fvcore.common.config import CfgNode
 from . import kinetics, ssv2
 from .annotations import VideoRecord, check_files_exist
 from .multiview import MultiViewDataset
+from .pytorchvideo_pipeline import encoded_video_reader_fn
 from .readers import build_reader, check_backend
 from .sampling import ClipSampler
 from .transforms import TestTransform, TrainTransform
@@ -63,7 +64,10 @@ def decoding_device(cfg: CfgNode) -> str:
 
 def reader_fn(cfg: CfgNode) -> functools.partial:
     """A picklable ``path -> VideoReader`` for the configured backend (one decoder thread per worker); the
-    backend is checked here, once (a missing library raises ``BackendUnavailableError`` naming the fix)."""
+    backend is checked here, once (a missing library raises ``BackendUnavailableError`` naming the fix).
+    ``DATA.PIPELINE pytorchvideo``: pytorchvideo's ``EncodedVideo`` decodes (data/pytorchvideo_pipeline.py)."""
+    if cfg.DATA.PIPELINE == "pytorchvideo":
+        return encoded_video_reader_fn(cfg.DATA.DECODING_BACKEND)
     device = decoding_device(cfg)
     check_backend(cfg.DATA.DECODING_BACKEND, device)
     return functools.partial(build_reader, backend=cfg.DATA.DECODING_BACKEND, threads=1, device=device)

@@ -38,7 +38,10 @@ class DecordReader(VideoReader):
         # decord decodes each distinct index once and seeks between them; ask for the sorted union.
         uniq, inverse = np.unique(idx, return_inverse=True)
         try:
-            batch = self._vr.get_batch(uniq.tolist()).asnumpy()
+            batch = self._vr.get_batch(uniq.tolist())
+            # pytorchvideo's decord decoder switches decord's global bridge to torch (set_bridge("torch")), after
+            # which get_batch returns torch tensors in this process: accept both
+            batch = batch.asnumpy() if hasattr(batch, "asnumpy") else batch.numpy()
         except Exception as e:
             raise VideoDecodeError(self.path, f"decoding failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
         if batch.shape[0] != uniq.size:
