@@ -11,10 +11,11 @@ Needs the ``export`` extra (``pip install -e .[export]``: onnx, onnxscript, onnx
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -55,6 +56,21 @@ def exportable(model: nn.Module, mode: Optional[str] = None) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter's and its optimizer's INFO logs (hundreds of "Replaced initializer ..." lines for ViT-B)
+    at WARNING while exporting: the tools log INFO to stdout, where the tables and machine-readable lines go."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def export_onnx(model: nn.Module, path: str, clip_shape: Tuple[int, int, int, int, int], mode: Optional[str] = None) -> str:
     """Export ``model`` for clips of ``clip_shape`` (B, C, T, H, W) to ``path`` (input "clip", output
     "logits" (B, K)); returns ``path``. Threshold mode needs B = 1."""
@@ -64,7 +80,7 @@ def export_onnx(model: nn.Module, path: str, clip_shape: Tuple[int, int, int, in
         raise ExportError(f"threshold mode keeps a different token count per clip: export at batch 1, not {clip_shape[0]}")
     clip = torch.randn(*clip_shape)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(module, (clip,), dynamo=True, opset_version=OPSET, input_names=["clip"],
                                     output_names=["logits"], verbose=False)
     program.save(path)
