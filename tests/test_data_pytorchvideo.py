@@ -33,6 +33,9 @@ def test_encoded_video_frames_equal_our_reader(tmp_path, decoder, ext):
     for idx in ([31, 2, 2, 39, 0, 16, 15], list(range(40)), [7], [38, 39]):
         a, b = ours.get_frames(idx), theirs.get_frames(idx)
         assert b.dtype == np.uint8 and np.array_equal(a, b) and frame_ids(b).tolist() == idx
+    import decord  # pytorchvideo's decord decoder must not leave decord's process-wide bridge switched to torch
+
+    assert hasattr(decord.VideoReader(path).get_batch([0]), "asnumpy")
 
 
 def test_synthetic_videos_and_items_equal(data_dir, tmp_path):

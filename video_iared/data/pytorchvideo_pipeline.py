@@ -23,6 +23,7 @@ from our list files with our transforms, for code written against pytorchvideo.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from fractions import Fraction
@@ -50,6 +51,17 @@ def _stream_fps(video: Any, decoder: str) -> Optional[Fraction]:
         return Fraction(rate) if rate else None
     fps = video._fps  # EncodedVideoDecord: decord's average fps
     return Fraction(fps).limit_denominator(1001) if fps else None
+
+
+def _decoder_scope(decoder: str):
+    """pytorchvideo's decord decoder sets decord's process-wide bridge to torch (``set_bridge("torch")``), which
+    would turn every later decord call in the process (our DecordReader, user code) into torch tensors: run it
+    inside decord's bridge scope, which puts the previous bridge back on exit."""
+    if decoder == "decord":
+        import decord
+
+        return decord.bridge.use_torch()
+    return contextlib.nullcontext()
 
 
 def _frame_count(video: Any, decoder: str, duration: float, fps: float) -> int:
@@ -81,7 +93,8 @@ class EncodedVideoReader(VideoReader):
         if not os.path.isfile(path):
             raise VideoDecodeError(path, "cannot open: file not found")
         try:
-            self._video = EncodedVideo.from_path(path, decode_audio=False, decoder=decoder)
+            with _decoder_scope(decoder):
+                self._video = EncodedVideo.from_path(path, decode_audio=False, decoder=decoder)
             self._fps = _stream_fps(self._video, decoder)
             duration = self._video.duration
         except Exception as e:  # av.error.*, decord.DECORDError, RuntimeError, ...
@@ -96,7 +109,8 @@ class EncodedVideoReader(VideoReader):
     def _read(self, idx: np.ndarray) -> np.ndarray:
         lo, hi = int(idx.min()), int(idx.max())
         try:
-            clip = self._video.get_clip(Fraction(lo) / self._fps, Fraction(hi + 1) / self._fps)["video"]
+            with _decoder_scope(self.decoder):
+                clip = self._video.get_clip(Fraction(lo) / self._fps, Fraction(hi + 1) / self._fps)["video"]
         except Exception as e:
             raise VideoDecodeError(self.path, f"decoding failed: {type(e).__name__}: {e}") from e
         if clip is None or clip.shape[1] != hi - lo + 1:
