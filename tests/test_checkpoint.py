@@ -244,7 +244,7 @@ def test_convert_without_calibration_writes_none(tmp_path):
         assert read_calibration(out) is None
 
 
-def test_convert_keeps_the_record_of_a_checkpoint_that_needs_unpickling(tmp_path):
+def test_a_pickle_needing_other_globals_is_refused_unless_trusted(tmp_path):
     import argparse
 
     from video_iared.checkpoint.io import read_calibration
@@ -252,14 +252,18 @@ def test_convert_keeps_the_record_of_a_checkpoint_that_needs_unpickling(tmp_path
     src = tiny(0)
     record = {"threshold": 0.61, "target_cost": 0.5, "cost_fraction": 0.49, "top1": 90.0, "keep_rates": [0.4],
               "clips": 8}
-    path = str(tmp_path / "pickled.pyth")  # an object weights_only=True refuses: read again with full unpickling
+    path = str(tmp_path / "pickled.pyth")  # an object weights_only=True refuses: only --trust-pickle reads it
     torch.save({"model_state": src.state_dict(), "arch": src.arch(), "iared_calibration": record,
                 "args": argparse.Namespace(lr=0.1)}, path)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="argparse.Namespace"):
         read_calibration(path)
     out = str(tmp_path / "clean.pyth")
-    convert_checkpoint(path, out, tiny(1))
-    assert read_calibration(out) == record
+    with pytest.raises(CheckpointError, match="argparse.Namespace"):
+        convert_checkpoint(path, out, tiny(1))
+    assert not os.path.exists(out)
+    for model in (tiny(1), None):
+        convert_checkpoint(path, out, model, trust_pickle=True)
+        assert read_calibration(out) == record
 
 
 def test_bad_calibration_metadata_does_not_block_the_weights(tmp_path, caplog):

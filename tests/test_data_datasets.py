@@ -112,6 +112,7 @@ def test_ssv2_never_flips_kinetics_does(tmp_path, k400):
     (tmp_path / "something-something-v2-train.json").write_text(json.dumps(entries))
     cfg = _cfg(tmp_path, RANDOM_FLIP=True, TRAIN_JITTER_SCALES=[32, 32])
     cfg.TRAIN.DATASET = "ssv2"
+    cfg.MODEL.NUM_CLASSES = len(labels)  # the model's classes are the labels file's
     ssv2 = build_dataset(cfg, "train")
     assert ssv2.transform.flip is False and ssv2.sampler.mode == "segment"
     never = []
@@ -135,15 +136,16 @@ def test_ssv2_never_flips_kinetics_does(tmp_path, k400):
     assert [lbl for _, lbl in build_dataset(cfg, "test").videos] == [0, 0, 1]
 
 
-def test_training_replaces_bad_video_by_next_index_logged_and_counted(k400, caplog):
+def test_training_replaces_bad_video_logged_and_counted(k400, caplog):
     _with_bad(k400, "train", bad_at=[1])
     try:
         ds = build_dataset(_cfg(k400, MAX_BAD_FRACTION=0.5), "train")
         with caplog.at_level(logging.WARNING):
             item = ds[1]
             again = ds[1]
-        assert item["index"] == 2 and item["bad"] == 1 and item["label"] == 2 and item["clip"].shape == (3, 4, 32, 32)
-        assert again["index"] == 2 and again["bad"] == 1  # known bad: skipped, not decoded again
+        j = item["index"]
+        assert j != 1 and item["bad"] == 1 and item["label"] == j % 3 and item["clip"].shape == (3, 4, 32, 32)
+        assert again["index"] == j and again["bad"] == 1  # known bad: skipped, not decoded again
         assert ds[0]["bad"] == 0
         assert ds.bad.count() == 1 and ds.bad.indices() == [1]
         assert sum("empty.mp4" in m for m in caplog.messages) == 1  # logged once with the path
@@ -214,7 +216,7 @@ def test_hanging_decoder_is_bounded_by_decode_timeout(k400):
     t0 = time.perf_counter()
     item = train[1]
     assert time.perf_counter() - t0 < 3.0
-    assert item["index"] == 2 and item["bad"] == 1
+    assert item["index"] in (0, 2) and item["bad"] == 1
     evaluation = MultiViewDataset(recs, fn, sampler, TestTransform(32, 1, [0.45] * 3, [0.225] * 3), 1, decode_timeout=0.3)
     rec = evaluation[1]
     assert rec["views"] is None and "DECODE_TIMEOUT" in rec["error"]
@@ -331,7 +333,7 @@ def _corrupt_or_real(path, corrupt_name):
 
 
 def test_replacement_draws_do_not_depend_on_known_bad_videos(k400):
-    """Item 1 reads a corrupt video (its clip start drawn, then the decode fails) and is replaced by video 2: the
+    """Item 1 reads a corrupt video (its clip start drawn, then the decode fails) and is replaced by another: the
     same clip whether video 1 is already flagged (skipped undecoded, as in an unbroken run) or met for the first
     time (a resumed run, another worker)."""
     recs = [VideoRecord(os.path.join(str(k400), f"videos/v{i}.mp4"), i % 3, f"l:{i}") for i in range(N_VIDEOS)]
@@ -345,6 +347,6 @@ def test_replacement_draws_do_not_depend_on_known_bad_videos(k400):
         ds.set_epoch(2)
         sets.append((ds[1], ds[2]))
     (a, a2), (b, _) = sets
-    assert a["index"] == b["index"] == 2 and a["bad"] == b["bad"] == 1
+    assert a["index"] == b["index"] != 1 and a["bad"] == b["bad"] == 1
     assert torch.equal(a["clip"], b["clip"])
     assert not torch.equal(a["clip"], a2["clip"])  # the replacement draws are its own, not item 2's

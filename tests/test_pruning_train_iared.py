@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine_fixtures import make_dataset, tiny_cfg
-from video_iared.checkpoint.io import save_checkpoint
+from video_iared.checkpoint.io import CheckpointError, save_checkpoint
 from video_iared.models.build import timesformer_kwargs
 from video_iared.models.timesformer import TimeSformer
 
@@ -104,10 +104,10 @@ def test_target_cost_calibrates_the_threshold_for_the_test_stage(data_dir, tmp_p
 
     model = build_test_model(cfg, torch.device("cpu"), final)
     assert model.threshold == rec["threshold"]
-    with pytest.raises(ValueError, match="calibrated for 0.5"):
+    with pytest.raises(CheckpointError, match="calibrated for 0.5"):
         build_test_model(tiny_cfg(data_dir, out, opts[:-1] + ["0.4"]), torch.device("cpu"), final)
     stage = os.path.join(out, "checkpoints", "iared_stage_01.pyth")
-    with pytest.raises(ValueError, match="iared_stage_01.pyth carries no calibrated threshold"):
+    with pytest.raises(CheckpointError, match="iared_stage_01.pyth carries no calibrated threshold"):
         build_test_model(cfg, torch.device("cpu"), stage)
 
 

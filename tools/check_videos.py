@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(args.cfg, args.opts)
         summary = check_videos(cfg, args.split, args.out)
-    except (ConfigError, AnnotationError, FileNotFoundError) as e:
+    except (ConfigError, AnnotationError, OSError) as e:  # OSError: the report cannot be written there
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_summary(summary))

@@ -6,6 +6,8 @@
 With --cfg the weights are loaded (strictly, resized / inflated) into the model the config builds, and that
 model's weights are written; the load report is printed. timm image weights need --cfg. An IA-RED²
 checkpoint's calibrated threshold (``iared_calibration``) is kept in the output (.safetensors: its metadata).
+Every checkpoint is read with ``torch.load(weights_only=True)``; one whose pickle needs other globals is refused.
+--trust-pickle (UNSAFE, off by default) fully unpickles SOURCE, for a file you trust, into a weights-only OUT.
 """
 import argparse
 import logging
@@ -26,6 +28,9 @@ def main(argv=None) -> int:
     p.add_argument("--cfg", nargs="+", default=[], metavar=("FILE", "KEY VALUE"),
                    help="config of the model to load the weights into (a path, or a name listed below), then KEY VALUE "
                         "overrides")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="UNSAFE: fully unpickle SOURCE (it can run code) when it holds more than tensors; only for a "
+                        "file you trust. The output is weights only, loadable safely everywhere else")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -43,7 +48,7 @@ def main(argv=None) -> int:
         cfg.TIMESFORMER.PRETRAINED_MODEL = ""  # load only `source`
         model = build_model(cfg)
     try:
-        convert_checkpoint(args.source, args.out, model)
+        convert_checkpoint(args.source, args.out, model, trust_pickle=args.trust_pickle)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 from typing import List, Optional
 
@@ -27,8 +29,35 @@ def user_errors() -> tuple:
     from video_iared.checkpoint.io import CheckpointError
     from video_iared.data import AnnotationError, TooManyBadVideosError
     from video_iared.engine.predict import PredictInputError
+    from video_iared.engine.multiview_test import NoVideoEvaluatedError
 
-    return (AnnotationError, CheckpointError, FileNotFoundError, PredictInputError, TooManyBadVideosError)
+    # OSError: an OUTPUT_DIR under a file, a read-only or full disk (the message names the path and errno)
+    return (AnnotationError, CheckpointError, OSError, PredictInputError, TooManyBadVideosError,
+            NoVideoEvaluatedError)
+
+
+def error_text(e: BaseException) -> str:
+    """The message of ``e`` for an ``error:`` line. An exception raised in a DataLoader worker arrives with the
+    worker's traceback inside its message ("Caught X in DataLoader worker process 0. Original Traceback ..."):
+    only the original message is kept."""
+    text = str(e)
+    marker = "Original Traceback (most recent call last):"
+    if marker in text:
+        tail = text.split(marker, 1)[1]
+        m = re.search(rf"^(?:[\w.]+\.)?{re.escape(type(e).__name__)}: ", tail, re.M)
+        text = tail[m.end():] if m else tail.strip().splitlines()[-1]
+    return text.strip()
+
+
+def report_error(e: BaseException) -> None:
+    """Print ``error: ...`` to stderr and record it in the run's log.txt (when logging to one is set up)."""
+    text = error_text(e)
+    record = logging.LogRecord("video_iared", logging.ERROR, __file__, 0, "error: %s", (text,), None)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.FileHandler):  # log.txt only: stdout's last line stays the summary line
+            h.handle(record)
+        h.flush()
+    print(f"error: {text}", file=sys.stderr, flush=True)
 
 
 def run_net(argv: Optional[List[str]] = None) -> int:
@@ -45,7 +74,7 @@ def run_net(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 3
     except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
+        report_error(e)
         return 1
     return 0
 
@@ -70,16 +99,17 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
     if cfg is None:
         return 2
     from video_iared.engine import distributed as du
+    from video_iared.engine.device import init_from_cfg
     from video_iared.engine.predict import predict
     from video_iared.utils.logging import setup_logging
 
-    info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
-    setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
+    info = init_from_cfg(cfg)
     try:
+        setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
         out = predict(cfg, info)
     except user_errors() as e:
         du.cleanup(synchronize=False)
-        print(f"error: {e}", file=sys.stderr)
+        report_error(e)
         return 1
     except BaseException:
         du.cleanup(synchronize=False)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from video_iared.engine.device import device_from_cfg
 from video_iared.engine.precision import inference_precision
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Seque
           f"before: {load_note()}", flush=True)
     c0, w0 = time.process_time(), time.perf_counter()
     results = run_end_to_end(paths, variants, d.NUM_FRAMES, d.SAMPLING_RATE, d.TEST_CROP_SIZE, d.MEAN, d.STD,
-                             batch_size, d.DECODING_BACKEND, "cuda" if cfg.DEVICE == "cuda" else "cpu", warmup_batches)
+                             batch_size, d.DECODING_BACKEND, device_from_cfg(cfg).type, warmup_batches)
     ratio = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
     print(format_end_to_end_table(results), flush=True)
     print(f"after: {load_note()}; process cpu/wall {ratio:.2f}", flush=True)

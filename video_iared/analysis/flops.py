@@ -177,7 +177,7 @@ def report_flops(cfg, log: Optional[logging.Logger] = None) -> Dict[str, float]:
 
     Per view: one (1, C, NUM_FRAMES, TEST_CROP_SIZE, TEST_CROP_SIZE) clip; views: NUM_ENSEMBLE_VIEWS x
     NUM_SPATIAL_CROPS. A pruned model's count depends on the clip: measure it on real clips with
-    ``model_gflops`` instead of this random one.
+    ``model_gflops`` (or, for IA-RED², without a trace: ``pruning.exact_cost``) instead of this random one.
     """
     from video_iared.models import build_model
 

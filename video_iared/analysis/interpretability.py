@@ -399,7 +399,7 @@ def build_explained_model(cfg, checkpoint: str = "") -> nn.Module:
 
     path = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg)
-    load_checkpoint(path, model)
+    load_checkpoint(path, model, for_evaluation=True)
     apply_calibration(cfg, model, path)  # IARED.TARGET_COST: explain the operating point that was tested
     logger.info("explaining the weights of %s", path)
     return model.eval()

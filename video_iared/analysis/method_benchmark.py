@@ -36,6 +36,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from video_iared.engine.device import device_from_cfg
+
 logger = logging.getLogger(__name__)
 
 ALL_METHODS = ("dense", "random", "evit", "tome", "iared_ratio", "iared_threshold")
@@ -503,8 +505,7 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
 
     if opts.quick:
         opts = quick_options(opts)
-    device = torch.device("cuda" if cfg.DEVICE == "cuda" or (cfg.DEVICE == "auto" and cfg.NUM_GPUS > 0
-                                                              and torch.cuda.is_available()) else "cpu")
+    device = device_from_cfg(cfg)
     out_dir = opts.out_dir or os.path.join(cfg.OUTPUT_DIR, "method_benchmark")
     os.makedirs(out_dir, exist_ok=True)
     opts = copy.copy(opts)

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from video_iared.engine.device import device_from_cfg
 from video_iared.engine.precision import float32_islands, forward_precision
 
 logger = logging.getLogger(__name__)
@@ -172,8 +173,7 @@ def check_from_cfg(cfg, precision: str = "bf16", max_videos: int = 0) -> Dict:
     from video_iared.data import build_multiview_loader
     from video_iared.engine.multiview_test import build_test_model
 
-    device = torch.device("cuda" if cfg.DEVICE == "cuda" or (cfg.DEVICE == "auto" and cfg.NUM_GPUS > 0
-                                                              and torch.cuda.is_available()) else "cpu")
+    device = device_from_cfg(cfg)
     model = build_test_model(cfg, device)
     batches, n = [], 0
     for batch in build_multiview_loader(cfg, cfg.TEST.SPLIT):  # decode once, run twice

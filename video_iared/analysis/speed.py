@@ -15,6 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from video_iared.engine.device import device_from_cfg
+
 logger = logging.getLogger(__name__)
 
 
@@ -334,7 +336,7 @@ def precision_speed_from_cfg(cfg, precisions: Sequence[str] = ("fp32", "bf16"), 
                 "reps %d (interleaved), compile %s; before: %s", cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
                 list(precisions), list(keep_rates), warmup, reps, compile_model, load_note())
     c0, w0 = time.process_time(), time.perf_counter()
-    device = "cuda" if cfg.DEVICE == "cuda" else "cpu"
+    device = device_from_cfg(cfg).type  # the one device rule: DEVICE auto is cuda when present
     results = benchmark_precisions(variants, precisions, batch_sizes, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
                                    cfg.DATA.INPUT_CHANNEL_NUM[0], warmup, reps, device, cfg.RNG_SEED)
     ratio = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .io import CALIBRATION_KEY, CheckpointError
+from .io import CALIBRATION_KEY, CheckpointError, safe_torch_load
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def resolve_timm_name(name: str) -> str:
 def read_source(source: str) -> Tuple[Any, str]:
     """Load ``source`` (a file, or a cached timm model name) on the CPU; returns (object, file path).
 
-    ``torch.load(weights_only=True)`` is used; a file that needs full unpickling (e.g. a config object stored
-    in it) is read with ``weights_only=False`` only after a warning naming the file.
+    Always ``torch.load(weights_only=True)`` (``io.safe_torch_load``): a file that needs full unpickling is
+    refused with ``UnsafeCheckpointError`` naming the file and the globals it needs.
     """
     path = source if os.path.isfile(source) else None
     if path is None:
@@ -72,13 +72,18 @@ def read_source(source: str) -> Tuple[Any, str]:
             except ValueError as e:
                 logger.warning("%s: ignoring the unreadable %s metadata (%s)", path, CALIBRATION_KEY, e)
         return obj, path
+    return safe_torch_load(path), path
+
+
+def read_trusted_pickle(path: str) -> Any:
+    """UNSAFE: fully unpickle ``path`` (it can run any code the file carries). Only for a file the user trusts,
+    through ``tools/convert_checkpoint.py --trust-pickle``, which writes a weights-only copy that every other
+    path then loads safely."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    logger.warning("%s: fully unpickling a trusted file (--trust-pickle): it could run code", path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), path
-    except Exception as e:  # noqa: BLE001 - pickles of arbitrary objects fail here; retry below
-        first = e
-    logger.warning("%s: not loadable with weights_only=True (%s); loading it with full unpickling", path, first)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False), path
+        return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
 

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
-from .convert import detect_format, read_source
-from .io import CALIBRATION_KEY, CheckpointError, read_calibration, unwrap
-from .load import LoadReport, load_checkpoint
+from .convert import detect_format, read_source, read_trusted_pickle
+from .io import CALIBRATION_KEY, CheckpointError, atomic_write, unwrap
+from .load import LoadReport, check_model_arch, load_state_dict_checked
 
 logger = logging.getLogger(__name__)
 
@@ -26,45 +25,49 @@ def write_weights(path: str, state_dict: Dict[str, torch.Tensor], arch: Optional
     """
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     calibration = _plain_record(calibration, path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if path.endswith(".safetensors"):
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         meta = {"format": "video_iared"}
         if arch:
             meta["arch"] = json.dumps(arch)
         if calibration:
             meta[CALIBRATION_KEY] = json.dumps(calibration)
-        save_file(sd, path, metadata=meta)
-    else:
-        obj: Dict[str, Any] = {"model_state": sd, "arch": dict(arch) if arch else None}
-        if calibration:
-            obj[CALIBRATION_KEY] = dict(calibration)
-        torch.save(obj, path)
-    return path
+        return atomic_write(path, lambda f: f.write(save(sd, metadata=meta)))
+    obj: Dict[str, Any] = {"model_state": sd, "arch": dict(arch) if arch else None}
+    if calibration:
+        obj[CALIBRATION_KEY] = dict(calibration)
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def convert_checkpoint(source: str, out: str, model: Optional[nn.Module] = None) -> Optional[LoadReport]:
+def convert_checkpoint(source: str, out: str, model: Optional[nn.Module] = None,
+                       trust_pickle: bool = False) -> Optional[LoadReport]:
     """Convert ``source`` (official .pyth, ours, timm image weights) into a clean weights file at ``out``.
 
     With ``model`` the weights are first loaded into it (strict, with resizing / inflation to the model's
     size and the report, returned) and the model's weights are written. Without a model, official and our
     checkpoints are written as they are (prefix stripped, optimizer and config dropped); timm image weights
     need a model to be inflated into. An IA-RED² checkpoint's calibrated threshold (``CALIBRATION_KEY``) is
-    carried over either way.
+    carried over either way. ``trust_pickle`` (UNSAFE, the user's explicit opt-in): ``source`` is fully
+    unpickled instead of refused when it needs globals beyond tensors; the output is weights only.
     """
+    if trust_pickle and not source.endswith(".safetensors"):
+        obj, file = read_trusted_pickle(source), source
+    else:
+        obj, file = read_source(source)
+    sd, fmt, arch = detect_format(obj, file)
+    calibration = obj.get(CALIBRATION_KEY)
     if model is not None:
-        report = load_checkpoint(source, model)
+        if fmt == "ours":
+            check_model_arch(arch, unwrap(model), file)
+        report = load_state_dict_checked(sd, model, fmt, source=file)
+        logger.info("checkpoint report:\n%s", report.summary())
         target = unwrap(model)
-        calibration = _source_calibration(source)
         write_weights(out, target.state_dict(), target.arch() if hasattr(target, "arch") else None, calibration)
         _log_calibration(calibration, out)
         return report
-    obj, file = read_source(source)
-    sd, fmt, arch = detect_format(obj, file)
     if fmt == "timm":
         raise CheckpointError(f"{file}: image weights must be inflated into a model; pass --cfg")
-    calibration = obj.get(CALIBRATION_KEY)
     write_weights(out, sd, arch, calibration)
     logger.info("wrote %d tensors from %s (%s) to %s", len(sd), file, fmt, out)
     _log_calibration(calibration, out)
@@ -80,18 +83,6 @@ def _plain_record(calibration: Optional[Dict[str, Any]], path: str) -> Optional[
         return json.loads(json.dumps(calibration))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the {CALIBRATION_KEY} record is not plain numbers ({e})") from e
-
-
-def _source_calibration(source: str) -> Optional[Dict[str, Any]]:
-    """The calibration record of a checkpoint file that ``load_checkpoint`` has already read, or None (a timm
-    name). A file that does not load with ``weights_only=True`` (the official .pyth pickles their config) is
-    read again the way ``load_checkpoint`` read it, with the same warning."""
-    if not os.path.isfile(source):
-        return None
-    try:
-        return read_calibration(source)
-    except CheckpointError:
-        return read_source(source)[0].get(CALIBRATION_KEY)
 
 
 def _log_calibration(calibration: Optional[Dict[str, Any]], out: str) -> None:

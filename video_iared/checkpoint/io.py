@@ -7,11 +7,13 @@ Loading *weights* from other formats (official .pyth, timm) is ``video_iared.che
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
 import re
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -27,6 +29,47 @@ CALIBRATION_KEY = "iared_calibration"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: unreadable, or made for another architecture."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint whose pickle needs globals beyond tensors and plain containers: unpickling it could run code."""
+
+
+def safe_torch_load(path: str, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, the only way any weights are read in this package.
+
+    The official TimeSformer / PySlowFast ``.pyth`` files hold tensors, numbers and the config as a YAML string,
+    so nothing needs allow-listing. A pickle that needs any other global (a ``__reduce__`` payload, a pickled
+    object) is refused with ``UnsafeCheckpointError`` naming the file and the globals; it is never unpickled.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as e:
+        refused = _unsafe_globals(path)
+        if refused is None:  # not a pickle of disallowed globals: a corrupt or truncated file
+            raise CheckpointError(f"{path}: cannot read checkpoint (UnpicklingError: {_first_line(e)})") from e
+        raise UnsafeCheckpointError(
+            f"{path}: refused to load: its pickle needs the global(s) {', '.join(refused)}, and unpickling them "
+            "could run code. Only tensors, numbers, strings and containers are loaded. If you trust the file, "
+            f"convert it once: python tools/convert_checkpoint.py --trust-pickle {path} OUT.pyth") from None
+    except Exception as e:  # truncated file, not a torch file, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {_first_line(e)})") from e
+
+
+def _unsafe_globals(path: str) -> Optional[list]:
+    """The globals of ``path``'s pickle that ``weights_only=True`` refuses (read without running them), or None."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: report the load error itself
+        return None
+    return list(found) or None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -85,31 +128,86 @@ def save_checkpoint(
         state["scaler_state"] = scaler.state_dict()
     if extra:
         state.update(extra)
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> str:
+    """``write(f)`` into a temporary file beside ``path`` (held under an exclusive ``flock`` while it is written),
+    fsync, then ``os.replace``: a process killed mid-write leaves at most a stray ``.tmp`` file (which
+    ``remove_stale_temporaries`` deletes later) and the previous file at ``path`` stays intact. A failed write
+    (a full disk, say) raises ``CheckpointError`` naming the file, the OS error and the free space."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = _open_temporary(folder, os.path.basename(path))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {cause} ({_free_mib(folder)} MiB free in "
+                              f"{folder}); any previous file there is intact") from None
     return path
+
+
+def _open_temporary(folder: str, name: str) -> Tuple[int, str]:
+    """A new temporary file ``.NAME.XXXX.tmp`` in ``folder``: (fd, path)."""
+    return tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=folder)
+
+
+def _os_error_in(e: BaseException) -> Optional[OSError]:
+    """The OSError behind ``e`` (itself, or in its cause / context chain: torch.save wraps a failed write in its
+    own RuntimeError), or None."""
+    seen = 0
+    while e is not None and seen < 8:
+        if isinstance(e, OSError):
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def _free_mib(folder: str) -> int:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return -1
+    return st.f_bavail * st.f_frsize // (1 << 20)
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Delete the ``.*.tmp`` files that killed writes left in ``folder``; returns their paths. A temporary that
+    a live writer holds (its ``flock``) is left alone; the finished checkpoints are never touched."""
+    removed: List[str] = []
+    if not os.path.isdir(folder):
+        return removed
+    for name in sorted(os.listdir(folder)):
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
+                os.remove(path)
+            removed.append(path)
+        except OSError:  # being written (locked), or gone meanwhile
+            continue
+    return removed
 
 
 def read_checkpoint(path: str, mmap: bool = False) -> Dict[str, Any]:
     """Load one of our checkpoints with ``weights_only=True``; errors name the file. ``mmap``: tensors are mapped,
     not read (for the small fields of a checkpoint whose weights are loaded elsewhere)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # truncated file, pickle of arbitrary objects, ...
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from e
+    return safe_torch_load(path, mmap=mmap)
 
 
 def read_calibration(path: str) -> Optional[Dict[str, Any]]:
@@ -128,6 +226,12 @@ def read_calibration(path: str) -> Optional[Dict[str, Any]]:
         return json.loads(meta[CALIBRATION_KEY]) if CALIBRATION_KEY in meta else None
     except Exception as e:  # not a safetensors file, bad JSON in the metadata
         raise CheckpointError(f"{path}: cannot read the {CALIBRATION_KEY} record ({type(e).__name__}: {e})") from e
+
+
+def nonfinite_tensors(state_dict: Dict[str, Any]) -> list:
+    """The names of the floating-point tensors of ``state_dict`` holding NaN or Inf."""
+    return [k for k, v in state_dict.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def check_arch(saved: Optional[Dict[str, Any]], expected: Optional[Dict[str, Any]], path: str) -> None:
@@ -156,6 +260,9 @@ def resume_training(
     if "model_state" not in state or "epoch" not in state:
         raise CheckpointError(f"{path}: not a training checkpoint (no model_state / epoch)")
     check_arch(state.get("arch"), arch, path)
+    bad = nonfinite_tensors(state["model_state"])
+    if bad:
+        raise CheckpointError(f"{path}: non-finite (NaN / Inf) values in {len(bad)} tensor(s): {', '.join(bad[:12])}")
     try:
         unwrap(model).load_state_dict(state["model_state"], strict=True)
     except RuntimeError as e:

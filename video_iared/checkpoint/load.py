@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from .convert import StateDict, detect_format, inflate_image_state_dict, read_source
-from .io import ARCH_KEYS, CheckpointError, unwrap
+from .io import ARCH_KEYS, CheckpointError, nonfinite_tensors, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _short(keys: List[str], n: int = 12) -> str:
     return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
-def _check_arch(saved: Optional[dict], model: nn.Module, path: str) -> None:
+def check_model_arch(saved: Optional[dict], model: nn.Module, path: str) -> None:
     """Ours: refuse a checkpoint of another architecture (a class-count change is allowed: head dropped)."""
     if not saved or not hasattr(model, "arch"):
         return
@@ -115,9 +116,18 @@ def _check_stem(sd: StateDict, model_sd: StateDict, source: str, fmt: str) -> No
 
 
 def load_state_dict_checked(
-    sd: StateDict, model: nn.Module, fmt: str, source: str = "<state dict>", strict: bool = True
+    sd: StateDict, model: nn.Module, fmt: str, source: str = "<state dict>", strict: bool = True,
+    for_evaluation: bool = False,
 ) -> LoadReport:
-    """Map ``sd`` (TimeSformer names) onto ``model`` with resizing, inflation and the strict key check."""
+    """Map ``sd`` (TimeSformer names) onto ``model`` with resizing, inflation and the strict key check.
+
+    Non-finite tensors are refused, naming them. ``for_evaluation``: every model tensor must come from the
+    checkpoint: a head of another class count, image weights or a dense checkpoint for the IA-RED² model (whose
+    interpreters would stay random) are refused instead of kept at their initialisation, which is right only for
+    finetuning."""
+    bad = nonfinite_tensors(sd)
+    if bad:
+        raise CheckpointError(f"{source}: non-finite (NaN / Inf) values in {len(bad)} tensor(s): {_short(bad)}")
     target = unwrap(model)
     model_sd = target.state_dict()
     report = LoadReport(source=source, format=fmt)
@@ -156,6 +166,8 @@ def load_state_dict_checked(
         else:
             report.missing.append(key)
 
+    if for_evaluation:
+        _refuse_init_for_evaluation(report, source)
     if strict and (report.missing or report.unexpected):
         _check_stem(sd, model_sd, source, fmt)
         parts = []
@@ -170,18 +182,38 @@ def load_state_dict_checked(
     return report
 
 
-def load_checkpoint(path: str, model: nn.Module, strict: bool = True, log: Optional[logging.Logger] = None) -> LoadReport:
+def _refuse_init_for_evaluation(report: LoadReport, source: str) -> None:
+    """Evaluation with tensors left at their initialisation is a silent wrong result: name what is missing."""
+    if not report.kept_at_init and not report.dropped:
+        return
+    heads = [k for k in report.dropped if k.startswith("head.")]
+    if heads:
+        saved, built = re.findall(r"\d+", report.dropped[heads[0]])[:2]  # "class count A in the ..., B in the model"
+        raise CheckpointError(f"{source}: the checkpoint's classifier has {saved} classes but MODEL.NUM_CLASSES is "
+                              f"{built}: evaluating it would use a random head; set MODEL.NUM_CLASSES {saved}")
+    if any(k.startswith("interpreters.") for k in report.kept_at_init):
+        raise CheckpointError(f"{source}: a dense checkpoint (no IA-RED² interpreters) cannot be evaluated by the "
+                              "IA-RED² model (IARED.ENABLE True): its interpreters would be random; evaluate it with "
+                              "IARED.ENABLE False, or pass the IA-RED² checkpoint (checkpoints/checkpoint_iared.pyth)")
+    raise CheckpointError(f"{source} ({report.format}): evaluation needs trained weights for every tensor, but "
+                          f"these would stay at their initialisation: {_short(list(report.kept_at_init))}")
+
+
+def load_checkpoint(path: str, model: nn.Module, strict: bool = True, log: Optional[logging.Logger] = None,
+                    for_evaluation: bool = False) -> LoadReport:
     """Load weights into ``model`` from an official TimeSformer .pyth, one of ours, or timm image weights.
 
     ``path``: a file (.pyth / .pth / .pt / .bin / .safetensors) or a timm model name cached locally.
     Strict by default: a key missing or unexpected that the report does not expect raises
     ``CheckpointError`` naming the keys; a mis-shaped tensor (other than a resizable embedding or a head of
-    another class count) always raises naming the key. The report is logged and returned.
+    another class count) always raises naming the key; non-finite tensors are refused. ``for_evaluation`` (test,
+    predict): nothing may stay at its initialisation (see ``load_state_dict_checked``). The report is logged and
+    returned.
     """
     obj, file = read_source(path)
     sd, fmt, arch = detect_format(obj, file)
     if fmt == "ours":
-        _check_arch(arch, unwrap(model), file)
-    report = load_state_dict_checked(sd, model, fmt, source=file, strict=strict)
+        check_model_arch(arch, unwrap(model), file)
+    report = load_state_dict_checked(sd, model, fmt, source=file, strict=strict, for_evaluation=for_evaluation)
     (log or logger).info("checkpoint report:\n%s", report.summary())
     return report

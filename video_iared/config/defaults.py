@@ -11,6 +11,7 @@ _C = CfgNode()
 _C.NUM_GPUS = 1  # GPUs per machine to use; 0 forces the CPU (the device is chosen by DEVICE)
 _C.DEVICE = "auto"  # "auto" (cuda if available and NUM_GPUS > 0, else cpu) | "cpu" | "cuda"
 _C.DIST_BACKEND = "auto"  # torch.distributed backend under torchrun: "auto" (nccl on cuda, gloo on cpu) | "gloo" | "nccl"
+_C.CUDA_TF32 = True  # on cuda: float32 matmuls and convolutions in TF32 (Ampere and later); False: full float32
 _C.OUTPUT_DIR = "./output"  # where logs, checkpoints, stats.jsonl and predictions go
 _C.RNG_SEED = 0  # seed for python, numpy and torch
 _C.LOG_PERIOD = 10  # iterations between training log lines
@@ -26,7 +27,8 @@ _C.TRAIN.EVAL_PERIOD = 1  # epochs between clip-level validation runs (0 disable
 _C.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoints
 _C.TRAIN.AUTO_RESUME = True  # resume from the latest checkpoint in OUTPUT_DIR/checkpoints
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from (official .pyth, ours, or timm image weights)
-_C.TRAIN.MIXED_PRECISION = False  # autocast in training: fp16 + GradScaler on cuda, bf16 on cpu
+_C.TRAIN.MIXED_PRECISION = False  # autocast in training: fp16 + GradScaler on cuda, bf16 on cpu (TRAIN.AMP_DTYPE)
+_C.TRAIN.AMP_DTYPE = "auto"  # with MIXED_PRECISION: "auto" (fp16 on cuda, bf16 on cpu) | "bf16" | "fp16" (cuda only)
 _C.TRAIN.GRAD_ACCUM_STEPS = 1  # micro-batches accumulated per optimizer step
 _C.TRAIN.CLIP_GRAD_NORM = 0.0  # max global gradient norm; 0 disables clipping
 _C.TRAIN.LABEL_SMOOTHING = 0.0  # label smoothing of the cross-entropy loss
@@ -146,6 +148,7 @@ _C.TEST.SAVE_VIEW_LOGITS = False  # also store every view's logits in the .pt fi
 _C.TEST.PRECISION = "fp32"  # forward precision: "fp32" | "bf16" | "fp16" (fp16 on cuda only)
 _C.TEST.COMPILE = False  # torch.compile the model for testing, prediction and the speed benchmark (engine.precision.maybe_compile)
 _C.TEST.VIEW_SWEEP = False  # also report accuracy for fewer clips/crops from the same decodes
+_C.TEST.FVCORE_SAMPLE_CLIPS = 4  # IA-RED²: views also traced by fvcore, logged beside the trace-free count (0 = none)
 
 # ----------------------------------------------------------------------------- PREDICT
 _C.PREDICT = CfgNode()

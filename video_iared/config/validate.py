@@ -49,6 +49,7 @@ _CHOICES = {
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),
     "TEST.ENSEMBLE_METHOD": ("mean_softmax", "sum_logits", "max"),
     "TEST.PRECISION": ("fp32", "bf16", "fp16"),
+    "TRAIN.AMP_DTYPE": ("auto", "bf16", "fp16"),
     "SYNTHETIC.FORMAT": ("kinetics", "ssv2"),
     "BENCHMARK.TYPE": ("", "loader", "speed"),
     "INTERP.TARGET": ("pred", "label"),

@@ -66,7 +66,7 @@ def read_video_list(
     """
     if not os.path.isfile(list_path):
         raise AnnotationError(f"{list_path}: list file not found{prepare_lists_hint(list_path)}")
-    with open(list_path, "r", encoding="utf-8") as f:
+    with open(list_path, "r", encoding="utf-8-sig") as f:
         lines = f.read().splitlines()
     records = []
     for n, line in enumerate(lines, start=1):
@@ -113,7 +113,7 @@ def _load_json(path: str):
         hint = prepare_lists_hint(path, "ssv2") if os.path.basename(path).startswith("something-something-v2") else ""
         raise AnnotationError(f"{path}: file not found{hint}")
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, "r", encoding="utf-8-sig") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from e

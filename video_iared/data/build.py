@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from types import ModuleType
 from typing import List, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
 from . import kinetics, ssv2
-from .annotations import VideoRecord, check_files_exist
+from .annotations import AnnotationError, VideoRecord, check_files_exist
 from .multiview import MultiViewDataset
 from .pytorchvideo_pipeline import encoded_video_reader_fn
 from .readers import build_reader, check_backend
@@ -45,10 +46,34 @@ def load_records(
         records, names = kinetics.kinetics_records(
             d.PATH_TO_DATA_DIR, split, d.PATH_PREFIX, d.PATH_LABEL_SEPARATOR, cfg.MODEL.NUM_CLASSES
         )
+    if names is not None and len(names) != cfg.MODEL.NUM_CLASSES:
+        source = "something-something-v2-labels.json" if name == "ssv2" else "classes.json"
+        raise AnnotationError(f"{os.path.join(d.PATH_TO_DATA_DIR, source)} names {len(names)} classes but "
+                              f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}: set MODEL.NUM_CLASSES {len(names)}")
     if d.CHECK_FILES if check_files is None else check_files:
         check_files_exist(records)
     logger.info("%s %s: %d videos (%s)", name, split, len(records), d.PATH_TO_DATA_DIR)
     return records, names, adapter
+
+
+def splits_of_run(cfg: CfgNode) -> List[str]:
+    """The splits a run_net run reads: train (and val when TRAIN.EVAL_PERIOD > 0, or for an IA-RED² curriculum's
+    calibration) when training, TEST.SPLIT when testing."""
+    splits = []
+    if cfg.TRAIN.ENABLE:
+        splits.append("train")
+        if cfg.TRAIN.EVAL_PERIOD > 0 or cfg.IARED.ENABLE:
+            splits.append("val")
+    if cfg.TEST.ENABLE and cfg.TEST.SPLIT not in splits:
+        splits.append(cfg.TEST.SPLIT)
+    return splits
+
+
+def check_splits(cfg: CfgNode) -> None:
+    """Read every split the run will use (list files, class names, DATA.CHECK_FILES) before anything trains, so
+    a missing test video stops the run in seconds, not after the training it would have wasted."""
+    for split in splits_of_run(cfg):
+        load_records(cfg, split)
 
 
 def decoding_device(cfg: CfgNode) -> str:

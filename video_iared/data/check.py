@@ -63,6 +63,11 @@ def check_videos(cfg: CfgNode, split: str = "train", out_csv: Optional[str] = No
     """Scan ``split``, write the CSV report (default ``OUTPUT_DIR/check_videos_<split>.csv``) and return
     ``{"csv", "total", "counts": {status: n}, "failed": [(path, reason), ...]}``."""
     records, _, adapter = load_records(cfg, split, check_files=False)  # missing files are rows, not an error
+    out_csv = out_csv or os.path.join(cfg.OUTPUT_DIR, f"check_videos_{split}.csv")
+    try:  # a report that cannot be written fails now, not after an hour of decoding
+        os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{out_csv}: cannot create the report's folder ({e.strerror})") from None
     sampler = build_sampler(cfg, adapter)
     if sampler.mode == "dense" and cfg.DATA.TARGET_FPS > 0:
         span = (sampler.span(1.0), True)  # clip span per unit of video fps
@@ -79,8 +84,6 @@ def check_videos(cfg: CfgNode, split: str = "train", out_csv: Optional[str] = No
         rows = [fn(p) for p in tqdm(paths, **bar)]
     for rec, row in zip(records, rows):
         row["source"], row["label"] = rec.source, rec.label
-    out_csv = out_csv or os.path.join(cfg.OUTPUT_DIR, f"check_videos_{split}.csv")
-    os.makedirs(os.path.dirname(os.path.abspath(out_csv)), exist_ok=True)
     with open(out_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()

@@ -3,9 +3,11 @@
 Failure policy (one place for it):
 - a video that fails to open or decode (or takes longer than ``decode_timeout`` seconds) raises
   ``VideoDecodeError`` inside ``load_frames``; nothing else in the pipeline catches decode errors.
-- training: the failure is logged with path and reason, the video is flagged in a shared table, and the
-  next index (i + 1, i + 2, ... modulo N: deterministic, and so are its random draws, see ``seed``) is used
-  instead; the item's ``bad`` field counts the replacements. Known-bad videos are skipped without decoding them again.
+- training: the failure is logged with path and reason, the video is flagged in a shared table, and another
+  video is used instead, the first good one in an order of all videos drawn from (seed, epoch, index) (so
+  consecutive bad videos are replaced by different videos; deterministic, and so are its random draws, see
+  ``seed``); the item's ``bad`` field is 1 when it was replaced. Known-bad videos are skipped without decoding
+  them again. ``bad.count()`` is the number of distinct bad videos met.
 - counting across loader workers: the flags live in a shared-memory byte array (one byte per video,
   created before the workers start and inherited by them), so every worker sees the same set of distinct
   bad videos. When more than ``max_bad_fraction`` of the videos are flagged, the item raises
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -240,8 +242,7 @@ class VideoClipDataset(VideoListDataset):
                 logger.warning("evaluation: undecodable video %s: %s", rec.path, e.reason)
                 return {"clip": None, "label": rec.label, "index": index, "bad": 0, "path": rec.path, "error": e.reason}
         n = len(self.records)
-        for bad in range(n):
-            j = (index + bad) % n
+        for j in self._candidates(index):
             if self.bad.is_bad(j):
                 continue  # known bad (here or in another worker): do not decode it again
             try:
@@ -249,5 +250,17 @@ class VideoClipDataset(VideoListDataset):
             except VideoDecodeError as e:
                 self._record_failure(j, e)
                 continue
-            return {"clip": clip, "label": self.records[j].label, "index": j, "bad": bad}
+            return {"clip": clip, "label": self.records[j].label, "index": j, "bad": int(j != index)}
         raise TooManyBadVideosError(f"none of the {n} training videos could be decoded")
+
+    def _candidates(self, index: int) -> Iterator[int]:
+        """``index``, then every other video in an order drawn from (seed, epoch, index): a run of consecutive
+        bad videos is replaced by videos spread over the list, not all by the first good one after the run. The
+        order does not depend on which videos are known bad, so neither does the replacement."""
+        yield index
+        n = len(self.records)
+        if n > 1:
+            key = [(self.seed or 0) % 2**63, self.epoch.get(), index, 1]
+            for j in np.random.default_rng(key).permutation(n).tolist():
+                if j != index:
+                    yield j

@@ -54,14 +54,24 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_distributed(device: str = "auto", num_gpus: int = 1, backend: str = "auto") -> DistInfo:
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 matmuls and cuDNN convolutions on cuda (Ampere and later: ~8x the float32 matmul rate at
+    a 10-bit mantissa); no effect on the cpu."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+def init_distributed(device: str = "auto", num_gpus: int = 1, backend: str = "auto", tf32: bool = True) -> DistInfo:
     """Initialise ``torch.distributed`` from torchrun's env:// variables when WORLD_SIZE > 1.
 
-    ``backend`` "auto" picks nccl on cuda and gloo on cpu (DIST_BACKEND).
+    ``backend`` "auto" picks nccl on cuda and gloo on cpu (DIST_BACKEND). On cuda, ``tf32`` (CUDA_TF32) sets
+    the TF32 matmul / convolution flags.
     """
     world = env_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, num_gpus, local_rank)
+    if dev.type == "cuda":
+        set_tf32(tf32)
     if world <= 1:
         return DistInfo(0, 1, 0, dev)
     if backend == "auto":

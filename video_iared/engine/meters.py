@@ -70,6 +70,6 @@ class TrainMeter:
             "top1": self.top1.avg,
             "clips_per_s": self.clips_per_second(),
             "data_time": self.data_time.avg,
-            "bad_videos": self.bad,
+            "replaced": self.bad,  # items whose video was undecodable and replaced by another
             "clips": self.clips,
         }

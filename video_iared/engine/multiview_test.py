@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,8 +24,15 @@ from video_iared.engine import distributed as du
 from video_iared.engine.amp import autocast
 from video_iared.engine.ensemble import ensemble_views, sweep_settings, view_subset
 from video_iared.engine.meters import mean_class_accuracy, topk_correct
+from video_iared.engine.precision import float32_weights
+from video_iared.pruning.cost import clip_gflops, cost_report, fvcore_sample_lines
+from video_iared.pruning.exact_cost import forward_gflops
 
 logger = logging.getLogger(__name__)
+
+
+class NoVideoEvaluatedError(RuntimeError):
+    """A test or predict run in which every video failed: there is no result, the run must not exit 0."""
 
 
 @dataclass
@@ -38,6 +46,8 @@ class ChunkOutput:
 
 # forward_fn(model, views (n, C, T, H, W)) -> ChunkOutput
 ForwardFn = Callable[[nn.Module, torch.Tensor], ChunkOutput]
+# gflops_fn(model, views (n, C, T, H, W)) -> GFLOPs per view (n,)
+GFlopsFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
 def dense_forward(gflops_per_view: Optional[float] = None) -> ForwardFn:
@@ -109,12 +119,18 @@ def _run_chunks(model: nn.Module, loader, device: torch.device, views_per_chunk:
 
 
 def _record(item: Dict, view_logits, gflops, keep_rates, method: str) -> Dict:
+    """One video's record; a video whose logits are not finite (NaN / Inf) is failed, with that reason."""
+    error = None if view_logits is not None else (item.get("error") or "no views decoded")
+    if view_logits is not None and not bool(torch.isfinite(view_logits).all()):
+        bad_views = int((~torch.isfinite(view_logits)).any(dim=-1).sum())
+        error = f"non-finite logits (NaN / Inf) in {bad_views} of {view_logits.shape[0]} views"
+        view_logits = None
     ok = view_logits is not None
     return {
         "index": int(item["index"]),
         "path": str(item.get("path", "")),
         "label": int(item["label"]),
-        "error": None if ok else (item.get("error") or "no views decoded"),
+        "error": error,
         "view_logits": view_logits,
         "probs": ensemble_views(view_logits, method) if ok else None,
         "gflops": float(gflops.mean()) if ok and gflops is not None else math.nan,
@@ -198,44 +214,45 @@ def sweep_table(rows: Sequence[Dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- the TEST stage (config level)
-def iared_forward(gflops_fn: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None) -> ForwardFn:
-    """A forward function for the IA-RED² model: its keep rates per view and GFLOPs measured per clip.
+class IAREDForward:
+    """The forward function (a ``ForwardFn``) of an IA-RED² model: logits, keep rates per view, and every view's
+    fvcore GFLOPs from the kept sets of that forward (``pruning.exact_cost``: the count fvcore gives tracing the
+    view alone, without a trace). The first ``fvcore_sample`` views are also traced by fvcore (float32 weights,
+    no autocast); ``sample`` holds their (trace-free, fvcore) GFLOPs, for the log.
 
-    ``gflops_fn(model, views) -> (n,)`` measures each view's cost on the view itself (a pruned model's cost
-    depends on its input); without one, every view is traced by fvcore on its own (slow but exact).
+    ``gflops_fn(model, views) -> (n,)``, when given, measures every view instead (e.g. ``clip_gflops``: one
+    fvcore trace per view, in float32) and no sample is kept.
     """
-    from video_iared.analysis.flops import model_gflops
-    from video_iared.engine.precision import float32_weights
 
-    def per_view(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-        return torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views])
+    def __init__(self, fvcore_sample: int = 0, gflops_fn: Optional[GFlopsFn] = None) -> None:
+        self.fvcore_sample = max(0, int(fvcore_sample))
+        self.gflops_fn = gflops_fn
+        self.sample: List[Tuple[float, float]] = []
 
-    measure = gflops_fn or per_view
-
-    def fn(model: nn.Module, views: torch.Tensor) -> ChunkOutput:
+    def __call__(self, model: nn.Module, views: torch.Tensor) -> ChunkOutput:
         logits = model(views)
         bare = getattr(model, "_orig_mod", model)  # under TEST.COMPILE: the module itself, for state and tracing
-        keep = getattr(bare, "last_keep_rates", None)
-        keep = keep.detach().clone() if keep is not None else None
-        # traced in float32 (with the float32 weights, also inside run_multiview's low-precision ones)
-        with torch.autocast(device_type=views.device.type, enabled=False), float32_weights(bare):
-            gflops = measure(bare, views.float())
-        return ChunkOutput(logits, torch.as_tensor(gflops, dtype=torch.float64).reshape(-1), keep)
+        keep = bare.last_keep_rates.detach().clone()
+        if self.gflops_fn is not None:
+            return ChunkOutput(logits, _traced(self.gflops_fn, bare, views), keep)
+        gflops = forward_gflops(bare, views.shape)  # (n,) on the device: no host read, no trace
+        need = self.fvcore_sample - len(self.sample)
+        if need > 0:
+            traced = _traced(clip_gflops, bare, views[:need])
+            self.sample += list(zip(gflops[:need].tolist(), traced.tolist()))
+        return ChunkOutput(logits, gflops, keep)
 
-    return fn
+
+def _traced(fn: GFlopsFn, model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """``fn(model, views)`` in float32 (with the float32 weights, also inside run_multiview's low-precision
+    ones) -> (n,) float64."""
+    with torch.autocast(device_type=views.device.type, enabled=False), float32_weights(model):
+        return torch.as_tensor(fn(model, views.float()), dtype=torch.float64).reshape(-1)
 
 
-def _find_iared_gflops_fn() -> Optional[Callable]:
-    """The pruning package's per-clip GFLOPs function, if it provides one."""
-    for module, name in (("video_iared.pruning", "clip_gflops"), ("video_iared.analysis.flops", "per_clip_gflops")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            return fn
-    return None
+def iared_forward(gflops_fn: Optional[GFlopsFn] = None, fvcore_sample: int = 0) -> IAREDForward:
+    """The forward function for an IA-RED² model (see :class:`IAREDForward`)."""
+    return IAREDForward(fvcore_sample, gflops_fn)
 
 
 def _trained_iared(cfg) -> str:
@@ -269,11 +286,27 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
             f"no weights to evaluate: set TEST.CHECKPOINT_FILE_PATH, or train first (no checkpoint in "
             f"{os.path.join(cfg.OUTPUT_DIR, 'checkpoints')})")
     logger.info("%sevaluating weights %s", tag, path)
-    load_checkpoint(path, model)
+    load_checkpoint(path, model, for_evaluation=True)  # no random head or interpreters
     from video_iared.engine.train_iared import apply_calibration
 
     apply_calibration(cfg, model, path, tag)  # IARED.TARGET_COST: the threshold calibrated in training
     return model.eval()
+
+
+def _log_iared_cost(records: List[Dict], model: nn.Module, clip: torch.Tensor, forward_fn: IAREDForward,
+                    summary: Dict, tag: str) -> Dict:
+    """Log the IA-RED² cost of a test run (``cost_report``) and the trace-free count beside fvcore's traces of
+    the sampled views; returns the cost summary dict. ``clip`` (1, C, T, H, W): the shape of a view."""
+    cost, lines = cost_report(records, model, clip)
+    evaluated = sum(r["view_logits"].shape[0] for r in records if r["view_logits"] is not None)
+    lines += fvcore_sample_lines(forward_fn.sample, summary["gflops_per_view"], evaluated)
+    for line in lines:
+        logger.info("%s%s", tag, line)
+    worst = max((abs(a - b) / b for a, b in forward_fn.sample if b), default=0.0)
+    if worst > 1e-9:  # a different decision in the float32 trace than in the run's forward (low precision)
+        logger.warning("%strace-free and fvcore GFLOPs differ on the sampled views (relative %.1e): the traced "
+                       "float32 forward kept other tokens than the test's forward", tag, worst)
+    return cost
 
 
 def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: str = "") -> Dict:
@@ -297,8 +330,8 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     views = t.NUM_ENSEMBLE_VIEWS * t.NUM_SPATIAL_CROPS
     clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
                        cfg.DATA.TEST_CROP_SIZE, device=device)
-    if cfg.IARED.ENABLE:
-        forward_fn = iared_forward(_find_iared_gflops_fn())
+    if cfg.IARED.ENABLE:  # every view's cost from its kept sets; TEST.FVCORE_SAMPLE_CLIPS views also traced
+        forward_fn = iared_forward(fvcore_sample=t.FVCORE_SAMPLE_CLIPS)
     else:
         # A dense model costs the same on every clip: one fvcore trace is exact.
         forward_fn = dense_forward(model_gflops(model, clip))
@@ -310,7 +343,9 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     dtype = amp_dtype(device, t.PRECISION)
     # the pruned model's shapes change with every clip's kept set: compile it with dynamic shapes
     run_model = maybe_compile(model, t.COMPILE, dynamic=True if cfg.IARED.ENABLE else None)
+    t0 = time.perf_counter()
     local = run_multiview(run_model, loader, device, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, dtype, forward_fn)
+    seconds = time.perf_counter() - t0
     records = gather_records(local)
     summary = summarize(records, cfg.MODEL.NUM_CLASSES, views)
     if info.is_main:
@@ -331,12 +366,10 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
         if "keep_rates" in summary:
             logger.info("%smean keep rate after each group: %s", tag,
                         ", ".join(f"{k:.3f}" for k in summary["keep_rates"]))
-        if cfg.IARED.ENABLE:  # GFLOPs per view (every view traced): mean / min / max over the videos, analytic check
-            from video_iared.pruning.cost import cost_report
-
-            summary["cost"], lines = cost_report(records, model, clip)
-            for line in lines:
-                logger.info("%s%s", tag, line)
+        logger.info("%stest stage: %d videos x %d views run in %.1f s (decoding, forward and cost)", tag,
+                    len(local), views, seconds)
+        if cfg.IARED.ENABLE:  # GFLOPs per view: mean / min / max over the videos, analytic check, fvcore sample
+            summary["cost"] = _log_iared_cost(records, model, clip, forward_fn, summary, tag)
         logger.info("%spredictions: %s and %s", tag, csv_path, pt_path)
         if t.VIEW_SWEEP:
             rows = view_sweep(records, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS, t.ENSEMBLE_METHOD)

@@ -185,17 +185,21 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
     from video_iared.data.transforms import TestTransform
     from video_iared.engine.amp import amp_dtype
     from video_iared.engine.precision import maybe_compile
-    from video_iared.engine.multiview_test import (build_test_model, dense_forward, gather_records, iared_forward,
-                                                   _find_iared_gflops_fn, run_multiview)
+    from video_iared.engine.multiview_test import (NoVideoEvaluatedError, build_test_model, dense_forward,
+                                                   gather_records, iared_forward, run_multiview)
     from video_iared.analysis.flops import model_gflops
 
     info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
     p, t, d = cfg.PREDICT, cfg.TEST, cfg.DATA
     paths = list_videos(p.INPUT)
     names = load_class_names(p.CLASS_NAMES) or dataset_class_names(cfg)
+    if names is not None and len(names) != cfg.MODEL.NUM_CLASSES:  # checked before any video is decoded
+        source = p.CLASS_NAMES or f"the class names in {cfg.DATA.PATH_TO_DATA_DIR}"
+        raise PredictInputError(f"{source}: {len(names)} class names but MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}")
     model = build_test_model(cfg, info.device, checkpoint, "[predict] ")
     clip = torch.zeros(1, d.INPUT_CHANNEL_NUM[0], d.NUM_FRAMES, d.TEST_CROP_SIZE, d.TEST_CROP_SIZE, device=info.device)
-    forward_fn = iared_forward(_find_iared_gflops_fn()) if cfg.IARED.ENABLE else dense_forward(model_gflops(model, clip))
+    # IA-RED²: every view's GFLOPs from its kept sets (pruning.exact_cost, no trace per view)
+    forward_fn = iared_forward() if cfg.IARED.ENABLE else dense_forward(model_gflops(model, clip))
     # label -1: unknown (the records are not a labelled split)
     records = [VideoRecord(path, -1, f"{p.INPUT}[{i}]") for i, path in enumerate(paths)]
     dataset = MultiViewDataset(records, reader_fn(cfg), build_sampler(cfg, ADAPTERS[t.DATASET]),
@@ -218,4 +222,7 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
         failed = sum(r["status"] == "failed" for r in rows)
         logger.info("predict: wrote %d rows (%d failed) to %s", len(rows), failed, out)
     du.barrier()
+    if records_out and all(r["probs"] is None for r in records_out):  # the same on every process
+        raise NoVideoEvaluatedError(f"predict: none of the {len(records_out)} videos could be predicted (the "
+                                    f"reasons are in {out})")
     return out

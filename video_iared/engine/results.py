@@ -19,6 +19,10 @@ CSV_COLUMNS = [
 ]
 
 
+def _name(class_names: Sequence[str], index: int) -> str:
+    return class_names[index] if 0 <= index < len(class_names) else str(index)
+
+
 def _fmt_list(values: Sequence, fmt: str = "{}") -> str:
     return " ".join(fmt.format(v) for v in values)
 
@@ -32,63 +36,55 @@ def write_predictions(
     ensemble_method: str = "mean_softmax",
     save_view_logits: bool = False,
 ) -> Tuple[str, str]:
-    """Write ``stem.csv`` and ``stem.pt`` from per-video records; returns both paths.
+    """Write ``stem.pt`` then ``stem.csv`` from per-video records; returns (csv path, pt path).
 
     A record: ``index`` (int), ``path`` (str), ``label`` (int), ``probs`` ((K,) tensor or None when failed),
     ``error`` (str or None), ``gflops`` (per view, float), ``keep_rates`` (list per group, or None),
-    ``view_logits`` ((V, K) tensor, or None).
+    ``view_logits`` ((V, K) tensor, or None). The arrays go first, so a CSV that cannot be written loses no
+    prediction; each file is written to a temporary and renamed.
     """
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     records = sorted(records, key=lambda r: r["index"])
-    n, k = len(records), num_classes
-    probs = torch.full((n, k), float("nan"))
-    preds = torch.full((n,), -1, dtype=torch.long)
-    gflops = torch.full((n,), float("nan"), dtype=torch.float64)
-    keep_lens = {len(r["keep_rates"]) for r in records if r.get("keep_rates") is not None}
-    keep = torch.full((n, max(keep_lens)), float("nan")) if keep_lens else None
-    view_logits = None
     csv_path, pt_path = stem + ".csv", stem + ".pt"
+    payload = _arrays(records, num_classes, save_view_logits)
+    payload.update(ensemble_method=ensemble_method, class_names=list(class_names) if class_names is not None else None)
+    torch.save(payload, pt_path + ".tmp")
+    os.replace(pt_path + ".tmp", pt_path)
     tmp = csv_path + ".tmp"
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
-        for i, r in enumerate(records):
-            label = int(r["label"])
-            row = {c: "" for c in CSV_COLUMNS}
-            row.update(index=r["index"], path=r["path"], label=label, status="ok", gflops="")
-            if class_names is not None and 0 <= label < len(class_names):
-                row["label_name"] = class_names[label]
-            if r.get("probs") is None:
-                row.update(status="failed", error=(r.get("error") or "unknown error").replace("\n", " "))
-            else:
-                p = r["probs"].float().cpu()
-                probs[i] = p
-                top = p.topk(min(topk, k))
-                preds[i] = int(top.indices[0])
-                row.update(
-                    pred=int(top.indices[0]),
-                    correct=int(int(top.indices[0]) == label),
-                    top_classes=_fmt_list(top.indices.tolist()),
-                    top_probs=_fmt_list(top.values.tolist(), "{:.6f}"),
-                )
-                if class_names is not None:
-                    row["top_names"] = "|".join(class_names[j] for j in top.indices.tolist())
-            g = r.get("gflops")
-            if g is not None and not (isinstance(g, float) and math.isnan(g)):
-                gflops[i] = float(g)
-                row["gflops"] = f"{float(g):.6f}"
-            if r.get("keep_rates") is not None:
-                kr = [float(x) for x in r["keep_rates"]]
-                keep[i, : len(kr)] = torch.tensor(kr)
-                row["keep_rates"] = _fmt_list(kr, "{:.6f}")
-            w.writerow(row)
-            if save_view_logits and r.get("view_logits") is not None:
-                vl = r["view_logits"].float().cpu()
-                if view_logits is None:
-                    view_logits = torch.full((n, vl.shape[0], k), float("nan"))
-                view_logits[i, : vl.shape[0]] = vl
+        for r in records:
+            w.writerow(_csv_row(r, class_names, min(topk, num_classes)))
     os.replace(tmp, csv_path)
-    payload = {
+    return csv_path, pt_path
+
+
+def _arrays(records: List[Dict], k: int, save_view_logits: bool) -> Dict:
+    """The .pt payload's arrays of the sorted records: probabilities (N, K), predictions (N,), labels, GFLOPs,
+    keep rates (N, G) and optionally the view logits (N, V, K); NaN / -1 where a video failed."""
+    n = len(records)
+    probs = torch.full((n, k), float("nan"))
+    gflops = torch.full((n,), float("nan"), dtype=torch.float64)
+    keep_lens = {len(r["keep_rates"]) for r in records if r.get("keep_rates") is not None}
+    keep = torch.full((n, max(keep_lens)), float("nan")) if keep_lens else None
+    view_logits = None
+    for i, r in enumerate(records):
+        if r.get("probs") is not None:
+            probs[i] = r["probs"].float().cpu()
+        g = r.get("gflops")
+        if g is not None and not (isinstance(g, float) and math.isnan(g)):
+            gflops[i] = float(g)
+        if r.get("keep_rates") is not None:
+            keep[i, : len(r["keep_rates"])] = torch.tensor([float(x) for x in r["keep_rates"]])
+        if save_view_logits and r.get("view_logits") is not None:
+            vl = r["view_logits"].float().cpu()
+            if view_logits is None:
+                view_logits = torch.full((n, vl.shape[0], k), float("nan"))
+            view_logits[i, : vl.shape[0]] = vl
+    failed = torch.tensor([r.get("probs") is None for r in records], dtype=torch.bool)
+    preds = torch.where(failed, -1, probs.nan_to_num(-1.0).argmax(1)) if n else torch.zeros(0, dtype=torch.long)
+    return {
         "index": torch.tensor([r["index"] for r in records], dtype=torch.long),
         "paths": [r["path"] for r in records],
         "labels": torch.tensor([int(r["label"]) for r in records], dtype=torch.long),
@@ -98,12 +94,31 @@ def write_predictions(
         "gflops": gflops,
         "keep_rates": keep,
         "view_logits": view_logits,
-        "ensemble_method": ensemble_method,
-        "class_names": list(class_names) if class_names is not None else None,
     }
-    torch.save(payload, pt_path + ".tmp")
-    os.replace(pt_path + ".tmp", pt_path)
-    return csv_path, pt_path
+
+
+def _csv_row(r: Dict, class_names: Optional[Sequence[str]], topk: int) -> Dict:
+    """One CSV row of a record (a class without a name, in a shorter names list, is shown by its id)."""
+    label = int(r["label"])
+    row = {c: "" for c in CSV_COLUMNS}
+    row.update(index=r["index"], path=r["path"], label=label, status="ok", gflops="")
+    if class_names is not None and 0 <= label < len(class_names):
+        row["label_name"] = class_names[label]
+    if r.get("probs") is None:
+        row.update(status="failed", error=(r.get("error") or "unknown error").replace("\n", " "))
+    else:
+        top = r["probs"].float().cpu().topk(topk)
+        pred = int(top.indices[0])
+        row.update(pred=pred, correct=int(pred == label), top_classes=_fmt_list(top.indices.tolist()),
+                   top_probs=_fmt_list(top.values.tolist(), "{:.6f}"))
+        if class_names is not None:
+            row["top_names"] = "|".join(_name(class_names, j) for j in top.indices.tolist())
+    g = r.get("gflops")
+    if g is not None and not (isinstance(g, float) and math.isnan(g)):
+        row["gflops"] = f"{float(g):.6f}"
+    if r.get("keep_rates") is not None:
+        row["keep_rates"] = _fmt_list([float(x) for x in r["keep_rates"]], "{:.6f}")
+    return row
 
 
 def read_predictions_csv(path: str) -> List[Dict]:

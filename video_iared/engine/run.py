@@ -19,6 +19,7 @@ from fvcore.common.config import CfgNode
 
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
+from video_iared.engine.device import init_from_cfg
 from video_iared.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def _outputs_written(output_dir: str) -> List[str]:
 
 def run(cfg: CfgNode) -> Optional[Dict]:
     """Run every stage the config enables; returns the final test summary (or None without a test stage)."""
-    info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    info = init_from_cfg(cfg)
     setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
     try:
         summary = _run(cfg, info)
@@ -123,8 +124,11 @@ def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
     if cfg.BENCHMARK.TYPE:
         _run_benchmark(cfg)
         return None
+    from video_iared.data.build import check_splits
 
-    from video_iared.engine.multiview_test import summary_line, test
+    check_splits(cfg)  # every split the run reads, before anything trains
+
+    from video_iared.engine.multiview_test import NoVideoEvaluatedError, summary_line, test
     from video_iared.engine.train import train
 
     checkpoint = ""
@@ -174,4 +178,7 @@ def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
             if dense_summary:
                 logger.info(_comparison(dense_summary, summary))
             _emit(summary_line(summary))
+    if summary and summary["videos"] == 0:
+        raise NoVideoEvaluatedError(f"the test stage evaluated no video: all {summary['failed']} failed (the reasons "
+                                    f"are in {os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)}.csv)")
     return summary

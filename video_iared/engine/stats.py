@@ -5,7 +5,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Sequence
 
 
 def _clean(value: Any) -> Any:
@@ -26,6 +26,22 @@ class StatsWriter:
         if enabled:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
+    def drop(self, which: Callable[[Dict[str, Any]], bool]) -> int:
+        """Remove the rows for which ``which(row)`` is true (and lines cut by a kill), so that after a resume the
+        file describes one run, not the killed partial epochs too; atomic (temporary file + rename). Returns the
+        number of lines removed."""
+        if not (self.enabled and os.path.isfile(self.path)):
+            return 0
+        with open(self.path) as f:
+            lines = f.readlines()
+        keep = [line for line in lines if not _dropped(line, which)]
+        if len(keep) == len(lines):
+            return 0
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(self.path + ".tmp", self.path)
+        return len(lines) - len(keep)
+
     def write(self, record: Dict[str, Any]) -> None:
         if not self.enabled:
             return
@@ -33,6 +49,21 @@ class StatsWriter:
         line.setdefault("time", round(time.time(), 3))
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
+
+
+def _dropped(line: str, which: Callable[[Dict[str, Any]], bool]) -> bool:
+    if not line.strip():
+        return False
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:  # a line cut by the kill
+        return True
+    return bool(which(row))
+
+
+def epoch_rows_after(epoch: int, stages: Sequence[str]) -> Callable[[Dict[str, Any]], bool]:
+    """A ``StatsWriter.drop`` predicate: rows of ``stages`` whose epoch is after ``epoch``."""
+    return lambda row: row.get("stage") in stages and isinstance(row.get("epoch"), int) and row["epoch"] > epoch
 
 
 def read_stats(path: str) -> List[Dict[str, Any]]:

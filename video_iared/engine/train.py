@@ -21,13 +21,17 @@ from tqdm import tqdm
 
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
-from video_iared.engine.amp import amp_dtype, autocast, make_scaler
+from video_iared.engine.device import init_from_cfg
+from video_iared.engine.amp import autocast, make_scaler, train_dtype
 from video_iared.engine.evaluate import evaluate
 from video_iared.engine.meters import TrainMeter, topk_correct
 from video_iared.engine.optim import build_optimizer, lr_at_epoch, set_lr
-from video_iared.engine.stats import StatsWriter
+from video_iared.engine.stats import StatsWriter, epoch_rows_after
 
 logger = logging.getLogger(__name__)
+
+
+TRAIN_STAGES = ("train_iter", "train_epoch", "val")  # the stats.jsonl stages one training epoch writes
 
 
 class TrainingDivergedError(RuntimeError):
@@ -120,12 +124,20 @@ def train_one_epoch(
             stats.write({
                 "stage": "train_iter", "epoch": epoch + 1, "iteration": it + 1, "iterations": n_iters,
                 "loss": loss_v, "lr": lr, "top1": 100.0 * correct / n,
-                "clips_per_s": meter.clips_per_second(), "data_time": data_time, "bad_videos": bad,
+                "clips_per_s": meter.clips_per_second(), "data_time": data_time,
+                "bad_videos": _distinct_bad(loader, meter.bad), "replaced": bad,
             })
         end = time.perf_counter()
     out = meter.summary()
     out["lr"] = lr
+    out["bad_videos"] = _distinct_bad(loader, out["replaced"])
     return out
+
+
+def _distinct_bad(loader, fallback: int) -> int:
+    """The distinct undecodable videos met so far (the dataset's table shared with its workers), else ``fallback``."""
+    table = getattr(getattr(loader, "dataset", None), "bad", None)
+    return table.count() if hasattr(table, "count") else int(fallback)
 
 
 def _clip(model: nn.Module, max_norm: float) -> float:
@@ -154,10 +166,12 @@ def lr_fn_from_cfg(cfg: CfgNode) -> Callable[[float], float]:
 
 def reduce_epoch_summary(summary: Dict, device: torch.device) -> None:
     """``train_one_epoch``'s summary over every process (in place): loss and top-1 weighted by clip counts."""
-    loss, top1, clips, bad = du.all_reduce_sum(
+    loss, top1, clips, bad, replaced = du.all_reduce_sum(
         [summary["loss"] * summary["clips"], summary["top1"] * summary["clips"], summary["clips"],
-         summary["bad_videos"]], device)
-    summary.update(loss=loss / max(clips, 1), top1=top1 / max(clips, 1), clips=int(clips), bad_videos=int(bad))
+         summary["bad_videos"], summary["replaced"]], device)
+    # bad_videos: each process's distinct count, summed (a video met by two processes counts twice)
+    summary.update(loss=loss / max(clips, 1), top1=top1 / max(clips, 1), clips=int(clips), bad_videos=int(bad),
+                   replaced=int(replaced))
 
 
 def wrap_ddp(model: nn.Module, info: du.DistInfo, find_unused: bool) -> nn.Module:
@@ -178,7 +192,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.models import build_model
 
-    info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    info = info or init_from_cfg(cfg)
     device = info.device
     # Data first: a missing list file or video fails in a second, before a large model is built.
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
@@ -193,14 +207,21 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], log=logger)
     s = cfg.SOLVER
     optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
-    dtype = amp_dtype(device, "mixed" if cfg.TRAIN.MIXED_PRECISION else "fp32")
+    dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
     scaler = make_scaler(device, dtype)
 
+    stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
+    if info.is_main:
+        for path in ckpt_io.remove_stale_temporaries(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR)):
+            logger.info("removed %s, left by an interrupted checkpoint write", path)
     start_epoch = 0
     latest = ckpt_io.latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if latest:
         start_epoch = ckpt_io.resume_training(latest, model, optimizer, scaler, arch)
         logger.info("resumed from %s (epoch %d of %d)", latest, start_epoch, s.MAX_EPOCH)
+        dropped = stats.drop(epoch_rows_after(start_epoch, TRAIN_STAGES))
+        if dropped:
+            logger.info("stats.jsonl: dropped %d rows of the interrupted epoch(s) after %d", dropped, start_epoch)
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
         from video_iared.checkpoint import load_checkpoint
 
@@ -220,7 +241,6 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     # Pruned / frozen paths may leave parameters unused in a step; DDP must then not wait for their gradients.
     net = wrap_ddp(model, info, find_unused=bool(cfg.IARED.ENABLE))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
-    stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
     lr_fn = lr_fn_from_cfg(cfg)
     best_top1 = _best_so_far(cfg.OUTPUT_DIR)
     last_path = latest or ""
@@ -235,9 +255,9 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         if info.distributed:
             reduce_epoch_summary(summary, device)
         logger.info("epoch %d/%d: loss %.4f, train top-1 %.2f%%, %.1f clips/s, data %.3f s/it, lr %.2e, "
-                    "bad videos %d, %.0f s", epoch + 1, s.MAX_EPOCH, summary["loss"], summary["top1"],
-                    summary["clips_per_s"], summary["data_time"], summary["lr"], summary["bad_videos"],
-                    time.perf_counter() - t0)
+                    "bad videos %d (distinct, so far; %d clips replaced this epoch), %.0f s", epoch + 1, s.MAX_EPOCH,
+                    summary["loss"], summary["top1"], summary["clips_per_s"], summary["data_time"], summary["lr"],
+                    summary["bad_videos"], summary["replaced"], time.perf_counter() - t0)
         stats.write({"stage": "train_epoch", "epoch": epoch + 1, **summary})
         done = epoch + 1
         val = None

@@ -22,6 +22,8 @@ from torch import nn
 
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
+from video_iared.engine.device import init_from_cfg
+from video_iared.engine.amp import policy_dtype, train_dtype
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policies
@@ -64,7 +66,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.pruning import build_iared_model
 
-    info = du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    info = init_from_cfg(cfg)
     device = info.device
     ia = cfg.IARED
     # the interpreters' initialisation from RNG_SEED alone: the same whether the dense model was trained, tested
@@ -76,11 +78,16 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     model.to(device)
     arch = _arch(cfg)
     stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
+    if info.is_main:
+        for path in ckpt_io.remove_stale_temporaries(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR)):
+            logger.info("removed %s, left by an interrupted checkpoint write", path)
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
     G = model.num_groups
     mode = ia.MODE
     reduce_fn = partial(du.all_reduce_sum, device=device)  # statistics over every process's shard
+    # TRAIN.MIXED_PRECISION: the curriculum's forwards under bf16 autocast (float32 otherwise)
+    pdtype = policy_dtype(train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE))
     logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
                 "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), mode,
                 ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
@@ -91,6 +98,9 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             load_checkpoint(path, model)
             logger.info("IA-RED² stage %d: resumed from %s", stage, path)
             continue
+        dropped = stats.drop(_rows_from_stage(stage))
+        if dropped:
+            logger.info("stats.jsonl: dropped %d rows of an interrupted run from curriculum stage %d on", dropped, stage)
         trainable = set_stage(model, stage)
         optimizer = build_optimizer(model, "adamw", ia.BASE_LR, 0.0)
         logger.info("IA-RED² stage %d: training %d tensors (%s ...)", stage, len(trainable), trainable[0])
@@ -103,8 +113,8 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             # cosine decay of the interpreter's learning rate within the stage
             lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
             tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr,
-                                  reduce_fn)
-            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn)
+                                  reduce_fn, pdtype)
+            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn, pdtype)
             logger.info(
                 "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
                 "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, block cost (analytic) %.3f, %.0f s",
@@ -123,6 +133,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
         du.barrier()
 
     set_stage(model, FINETUNE)  # every group active from here on
+    stats.drop(_rows_from_stage(G))  # an interrupted run's calibration / finetune rows: written again below
     calibration = None
     if ia.TARGET_COST > 0:
         calibration = _calibrate(cfg, model, device, stats, info, "curriculum", reduce_fn)
@@ -173,17 +184,30 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     return cal
 
 
+def _rows_from_stage(stage: int):
+    """A ``StatsWriter.drop`` predicate: the curriculum rows of ``stage`` and later, and everything after the
+    curriculum (calibration, finetune): what an interrupted run wrote that this one writes again."""
+    def which(row: dict) -> bool:
+        kind = row.get("stage")
+        if kind in ("iared_curriculum", "iared_val"):
+            return int(row.get("curriculum_stage", -1)) >= stage
+        return kind in ("iared_calibration", "iared_finetune")
+    return which
+
+
 def calibrated_threshold(checkpoint: str, target: float) -> dict:
     """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target``.
 
-    Raises ValueError when the checkpoint carries none or was calibrated for another budget."""
+    Raises ``CheckpointError`` when the checkpoint carries none (a dense checkpoint, say) or was calibrated for
+    another budget."""
     rec = ckpt_io.read_calibration(checkpoint)
     if rec is None:
-        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (only the final "
-                         f"checkpoint_iared.pyth of a run with IARED.TARGET_COST does); set IARED.TARGET_COST 0 to "
-                         f"use IARED.THRESHOLD")
+        raise ckpt_io.CheckpointError(
+            f"IARED.TARGET_COST {target}: {checkpoint} carries no calibrated threshold (only the final "
+            "checkpoint_iared.pyth of a run with IARED.TARGET_COST does); set IARED.TARGET_COST 0 to use IARED.THRESHOLD")
     if abs(float(rec["target_cost"]) - target) > 1e-9:
-        raise ValueError(f"IARED.TARGET_COST {target}: {checkpoint} was calibrated for {rec['target_cost']}")
+        raise ckpt_io.CheckpointError(
+            f"IARED.TARGET_COST {target}: {checkpoint} was calibrated for {rec['target_cost']}")
     return rec
 
 
@@ -203,7 +227,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens
     (``reduce_fn``: the val statistics over every process's shard)."""
     from video_iared.data.loader import set_loader_epoch
-    from video_iared.engine.amp import amp_dtype, make_scaler
+    from video_iared.engine.amp import make_scaler
     from video_iared.engine.train import reduce_epoch_summary, train_one_epoch, wrap_ddp
 
     ia = cfg.IARED
@@ -211,7 +235,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
     s = cfg.SOLVER
     optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, ia.FINETUNE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
-    dtype = amp_dtype(device, "mixed" if cfg.TRAIN.MIXED_PRECISION else "fp32")
+    dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
     scaler = make_scaler(device, dtype)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
     student: nn.Module = model
@@ -234,7 +258,7 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
             model.group_policy = None
             if info.distributed:
                 reduce_epoch_summary(summary, device)
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn)
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype)
             model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
             logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
                         epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),

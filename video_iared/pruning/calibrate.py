@@ -3,8 +3,9 @@
 Where the REINFORCE curriculum lands is not set by the recipe: on the synthetic benchmark the same recipe
 kept 35-44 % of the tokens over three seeds (2.24x to 1.91x fewer GFLOPs). For a model that must run within
 a budget, :func:`calibrate_threshold` raises the keep threshold until the mean cost per clip on the given
-clips is at most ``target`` times the dense model's — measured, like the test stage's figures, by tracing
-fvcore on every clip (the kept set, hence the cost, differs per clip). The threshold is only ever raised:
+clips is at most ``target`` times the dense model's — fvcore's count of every clip, like the test stage's
+figures, taken from the kept sets of the forward (``exact_cost.forward_gflops``: no trace per clip; the
+first clips of the first point are also traced and logged beside it). The threshold is only ever raised:
 a model already within the budget keeps its threshold. Cost is not exactly monotonic in the threshold
 (later groups score features that depend on what earlier groups kept), so bisection only ever returns a
 threshold whose measured cost met the budget.
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from video_iared.pruning.cost import clip_gflops
+from video_iared.pruning.exact_cost import forward_gflops
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +62,12 @@ class Calibration:
 
 @torch.no_grad()
 def measure_threshold(model: nn.Module, loader, device: torch.device, threshold: float, dense_gflops: float,
-                      reduce_fn: Optional[ReduceFn] = None) -> CostPoint:
+                      reduce_fn: Optional[ReduceFn] = None, fvcore_sample: int = 0) -> CostPoint:
     """Run ``model`` (threshold mode, every group active) on the clips of ``loader`` (dicts with "clip" and
-    "label") at ``threshold``: mean fvcore GFLOPs per clip / ``dense_gflops``, top-1, mean keep rates.
-    ``reduce_fn`` sums a list of numbers over processes (distributed runs; None: this process only)."""
+    "label") at ``threshold``: mean fvcore GFLOPs per clip (trace-free) / ``dense_gflops``, top-1, mean keep
+    rates. ``reduce_fn`` sums a list of numbers over processes (distributed runs; None: this process only).
+    ``fvcore_sample``: this process's first clips also traced by fvcore; their mean trace-free and traced
+    GFLOPs are logged side by side."""
     policies = model.policies() if model.group_policy is None else list(model.group_policy)
     if model.mode != "threshold" or model.group_policy is not None or model.active_groups != model.num_groups:
         raise ValueError(f"threshold calibration needs every group on the threshold policy (mode {model.mode!r}, "
@@ -72,24 +76,30 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
     saved, was_training = model.threshold, model.training
     model.threshold = float(threshold)
     model.eval()
-    sums: Optional[torch.Tensor] = None  # [gflops, correct, clips, keep_0 .. keep_G-1]
+    sums = torch.zeros(3 + model.num_groups, dtype=torch.float64, device=device)  # gflops, correct, clips, keeps
+    sample: List[torch.Tensor] = []  # (n, 2): trace-free, fvcore
     try:
         for batch in loader:
             if batch.get("clip") is None:
                 continue
             x = batch["clip"].to(device)
             y = torch.as_tensor(batch["label"]).to(device)
-            correct = float((model(x).argmax(1) == y).sum())
-            keep = model.last_keep_rates.sum(0).double().cpu()
-            gflops = float(clip_gflops(model, x).sum())
-            row = torch.cat([torch.tensor([gflops, correct, float(x.shape[0])], dtype=torch.float64), keep])
-            sums = row if sums is None else sums + row
+            correct = (model(x).argmax(1) == y).sum().double()
+            keep = model.last_keep_rates.sum(0).double()
+            gflops = forward_gflops(model, x.shape)  # (n,): the kept sets of this forward, on the device
+            sums += torch.cat([torch.stack([gflops.sum(), correct, correct.new_tensor(x.shape[0])]), keep])
+            need = fvcore_sample - sum(len(s) for s in sample)
+            if need > 0:
+                sample.append(torch.stack([gflops[:need].cpu(), clip_gflops(model, x[:need])], 1))
     finally:
         model.threshold = saved
         model.train(was_training)
-    if sums is None:
-        sums = torch.zeros(3 + model.num_groups, dtype=torch.float64)
-    totals = reduce_fn(sums.tolist()) if reduce_fn is not None else sums.tolist()
+    if sample:
+        both = torch.cat(sample).mean(0)
+        logger.info("calibration: threshold %.4f, GFLOPs per clip on the %d clips traced by fvcore: trace-free "
+                    "%.6f vs fvcore %.6f", threshold, sum(len(s) for s in sample), float(both[0]), float(both[1]))
+    totals = sums.tolist()
+    totals = reduce_fn(totals) if reduce_fn is not None else totals
     n = totals[2]
     if n == 0:
         raise CalibrationError("no clip to calibrate the threshold on (the loader gave no decodable clip)")
@@ -98,9 +108,11 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
 
 
 def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: float, dense_gflops: float,
-                        start: float, steps: int = 8, reduce_fn: Optional[ReduceFn] = None) -> Calibration:
+                        start: float, steps: int = 8, reduce_fn: Optional[ReduceFn] = None,
+                        fvcore_sample: int = 4) -> Calibration:
     """The lowest threshold in [``start``, 0.999] (to a bisection of ``steps`` halvings) whose mean fvcore cost
     per clip on ``loader`` is at most ``target`` x ``dense_gflops``; ``start`` itself when it already is.
+    At the first point, ``fvcore_sample`` clips are also traced by fvcore (logged beside the trace-free count).
 
     Raises :class:`CalibrationError` when even threshold 0.999 costs more than the budget. The model's
     ``threshold`` is left unchanged: the caller applies ``result.threshold``.
@@ -109,8 +121,9 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
         raise ValueError(f"target cost fraction must be in (0, 1), got {target}")
 
     def at(t: float) -> CostPoint:
-        p = measure_threshold(model, loader, device, t, dense_gflops, reduce_fn)
-        logger.info("calibration: threshold %.4f -> cost %.3f of dense (fvcore, %d clips), top-1 %.2f%%, keep %s",
+        p = measure_threshold(model, loader, device, t, dense_gflops, reduce_fn, 0 if tried else fvcore_sample)
+        logger.info("calibration: threshold %.4f -> cost %.3f of dense (fvcore's count, trace-free, %d clips), "
+                    "top-1 %.2f%%, keep %s",
                     t, p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
         tried.append(p)
         return p

@@ -58,6 +58,11 @@ def _all_reduce_grads(params: Sequence[torch.Tensor]) -> None:
             p.grad /= dist.get_world_size()
 
 
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """Autocast to ``dtype`` on ``device``'s type; disabled (float32) for None."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def reinforce_step(
     model: nn.Module,
     clips: torch.Tensor,
@@ -67,26 +72,30 @@ def reinforce_step(
     mode: str,
     tau: float,
     baseline: str,
+    dtype: Optional[torch.dtype] = None,
 ) -> Dict[str, object]:
     """One policy-gradient step on clips (B, C, T, H, W): returns the batch's statistics.
 
     The backbone stays in eval mode (it is frozen: no dropout / drop-path noise in the reward); only the
     sampling of group ``stage`` is stochastic. The greedy baseline runs a second, thresholded forward.
+    ``dtype``: the forwards' autocast dtype (None: float32); the policy loss is computed in float32.
     """
     model.eval()
     G = model.num_groups
     model.group_policy = stage_policies(stage, G, mode, sample=True)
-    logits = model(clips)
+    with _autocast(clips.device, dtype):
+        logits = model(clips)
     correct = logits.detach().argmax(1) == labels
-    rates = model.last_keep_rates
-    logp = model.last_log_prob  # kept before the greedy forward overwrites it
+    rates = model.last_keep_rates.float()
+    logp = model.last_log_prob.float()  # kept before the greedy forward overwrites it
     reward = compute_reward(correct, kept_fraction(rates, model.groups), tau)
     greedy = None
     if baseline == "greedy":
         model.group_policy = stage_policies(stage, G, mode, sample=False)
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(clips.device, dtype):
             g_logits = model(clips)
-        greedy = compute_reward(g_logits.argmax(1) == labels, kept_fraction(model.last_keep_rates, model.groups), tau)
+        greedy = compute_reward(g_logits.argmax(1) == labels,
+                                kept_fraction(model.last_keep_rates.float(), model.groups), tau)
     b = compute_baseline(reward, baseline, greedy)
     loss = policy_loss(reward, b, logp)
     optimizer.zero_grad(set_to_none=True)
@@ -115,11 +124,12 @@ def curriculum_epoch(
     device: torch.device,
     lr: Optional[float] = None,
     reduce_fn: Optional[ReduceFn] = None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Dict[str, object]:
     """One pass of REINFORCE over ``loader`` (dicts with "clip", "label"); mean statistics of the epoch.
 
     ``reduce_fn`` (several processes): sums the epoch's counts over processes, so the statistics cover every
-    process's clips, not only this one's shard.
+    process's clips, not only this one's shard. ``dtype``: the forwards' autocast dtype (None: float32).
     """
     if lr is not None:
         for g in optimizer.param_groups:
@@ -133,7 +143,7 @@ def curriculum_epoch(
             continue
         x = batch["clip"].to(device)
         y = torch.as_tensor(batch["label"]).to(device)
-        out = reinforce_step(model, x, y, optimizer, stage, mode, tau, baseline)
+        out = reinforce_step(model, x, y, optimizer, stage, mode, tau, baseline, dtype)
         b = out["clips"]
         n += b
         correct += out["correct"]
@@ -156,9 +166,11 @@ def curriculum_epoch(
 
 @torch.no_grad()
 def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Stage, mode: str,
-                      tau: float, reduce_fn: Optional[ReduceFn] = None) -> Dict[str, object]:
+                      tau: float, reduce_fn: Optional[ReduceFn] = None,
+                      dtype: Optional[torch.dtype] = None) -> Dict[str, object]:
     """Clip-level accuracy, keep rates and reward of the sampled and of the thresholded policy at ``stage``;
-    ``reduce_fn`` (several processes, each with its shard of ``loader``'s split): over every process's clips."""
+    ``reduce_fn`` (several processes, each with its shard of ``loader``'s split): over every process's clips;
+    ``dtype``: the forwards' autocast dtype (None: float32)."""
     model.eval()
     G = model.num_groups
     res: Dict[str, object] = {}
@@ -174,9 +186,10 @@ def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Sta
                 continue
             x = batch["clip"].to(device)
             y = torch.as_tensor(batch["label"]).to(device)
-            logits = model(x)
+            with _autocast(device, dtype):
+                logits = model(x)
             ok = logits.argmax(1) == y
-            rates = model.last_keep_rates
+            rates = model.last_keep_rates.float()
             reward_sum += float(compute_reward(ok, kept_fraction(rates, model.groups), tau).sum())
             keep_sum += rates.sum(0).cpu().double()
             correct += int(ok.sum())

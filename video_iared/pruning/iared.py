@@ -15,7 +15,9 @@ Policies per group (``policies()``): "sample" (Bernoulli, training), "threshold"
 After each forward the model holds, for the clips of that batch:
 ``last_keep_rates`` (B, G): kept patches / all patches after each group's decision;
 ``last_log_prob`` (B,): sum of log pi over the sampled decisions (0 where no group sampled);
-``last_probs``: per group, the keep probabilities (B, N) in (h w t) order (detached; 0 for dead tokens).
+``last_probs``: per group, the keep probabilities (B, N) in (h w t) order (detached; 0 for dead tokens);
+``last_keep_masks`` (B, G, N) bool: the tokens alive after each group's decision, (h w t) order;
+``last_interpreted`` (G,) bool: whether each group's interpreter ran (``pruning.exact_cost`` reads both).
 """
 from __future__ import annotations
 
@@ -76,6 +78,8 @@ class IAREDTimeSformer(TimeSformer):
         self.last_keep_rates: Optional[torch.Tensor] = None
         self.last_log_prob: Optional[torch.Tensor] = None
         self.last_probs: List[Optional[torch.Tensor]] = []
+        self.last_keep_masks: Optional[torch.Tensor] = None
+        self.last_interpreted: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ policies
     @property
@@ -142,12 +146,14 @@ class IAREDTimeSformer(TimeSformer):
             )
         unit_grid, unit_attn, per_clip = self._units(grid)
         runner = self._run_packed if self.execution == "packed" else self._run_masked
-        cls, keep_rates, logp, probs = runner(tokens, unit_grid, unit_attn, policies, decide_fn,
-                                              explicit=keep_masks is not None)
+        cls, keep_rates, logp, probs, keeps = runner(tokens, unit_grid, unit_attn, policies, decide_fn,
+                                                     explicit=keep_masks is not None)
         # per-unit statistics -> per clip
         self.last_keep_rates = keep_rates.reshape(B, per_clip, -1).mean(1).detach()
         self.last_log_prob = logp.reshape(B, per_clip).sum(1)
         self.last_probs = [None if p is None else self._units_to_clip(p.detach(), grid) for p in probs]
+        self.last_keep_masks = torch.stack([self._units_to_clip(k, grid) for k in keeps], 1)
+        self.last_interpreted = torch.tensor([p is not None for p in probs], dtype=torch.bool)
         return self.forward_head(cls.unsqueeze(1), grid)
 
     def _run_packed(self, tokens, grid, attn_type, policies, decide_fn, explicit):
@@ -155,7 +161,7 @@ class IAREDTimeSformer(TimeSformer):
         alive = torch.ones(units, N, dtype=torch.bool, device=tokens.device)
         layout = PackedLayout(alive, grid.T, grid.H, grid.W)
         x = layout.pack(tokens)
-        rates, probs_all = [], []
+        rates, probs_all, keeps = [], [], []
         logp = tokens.new_zeros(units)
         blk = 0
         for g, n_blocks in enumerate(self.groups):
@@ -173,15 +179,16 @@ class IAREDTimeSformer(TimeSformer):
             alive = keep
             rates.append(keep.sum(1).to(tokens.dtype) / N)
             probs_all.append(probs)
+            keeps.append(keep)
             for block in self.blocks[blk: blk + n_blocks]:
                 x = packed_block_forward(block, x, layout, attn_type)
             blk += n_blocks
-        return x[:units], torch.stack(rates, 1), logp, probs_all
+        return x[:units], torch.stack(rates, 1), logp, probs_all, keeps
 
     def _run_masked(self, tokens, grid, attn_type, policies, decide_fn, explicit):
         units, N = tokens.shape[0], grid.num_patches
         alive = torch.ones(units, N, dtype=torch.bool, device=tokens.device)
-        rates, probs_all = [], []
+        rates, probs_all, keeps = [], [], []
         logp = tokens.new_zeros(units)
         blk = 0
         for g, n_blocks in enumerate(self.groups):
@@ -195,7 +202,8 @@ class IAREDTimeSformer(TimeSformer):
             tokens = tokens * torch.cat([ones, keep.to(tokens.dtype)], 1).unsqueeze(-1)
             rates.append(keep.sum(1).to(tokens.dtype) / N)
             probs_all.append(probs)
+            keeps.append(keep)
             for block in self.blocks[blk: blk + n_blocks]:
                 tokens = masked_block_forward(block, tokens, keep, grid, attn_type)
             blk += n_blocks
-        return tokens[:, 0], torch.stack(rates, 1), logp, probs_all
+        return tokens[:, 0], torch.stack(rates, 1), logp, probs_all, keeps
