@@ -135,13 +135,14 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(cfg.NUM_THREADS)
     from video_iared.analysis.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
+    from video_iared.engine.device import device_from_cfg
     from video_iared.engine.precision import PrecisionError, precision_dtype
 
     keep = [0.7] if args.keep_ratios is None else args.keep_ratios
     compile_model = args.compile or cfg.TEST.COMPILE
     try:
         for prec in args.precision:  # fp16 on the cpu: refused before any model is built
-            precision_dtype(prec, "cuda" if cfg.DEVICE == "cuda" else "cpu", key="--precision")
+            precision_dtype(prec, device_from_cfg(cfg), key="--precision")
         if args.speed and cfg.IARED.ENABLE and args.precision == ["fp32"] and not compile_model:
             # IA-RED² config: dense and keep_ratio rows side by side, speed-up vs fvcore GFLOPs speed-up; the
             # last line is machine readable (video_iared.pruning.speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from video_iared.engine import distributed as du
 from video_iared.engine.amp import autocast
+from video_iared.engine.device import init_from_cfg
 from video_iared.engine.ensemble import ensemble_views, sweep_settings, view_subset
 from video_iared.engine.meters import mean_class_accuracy, topk_correct
 from video_iared.engine.precision import float32_weights
@@ -321,7 +322,7 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     from video_iared.engine.precision import maybe_compile
     from video_iared.engine.results import write_predictions
 
-    info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    info = info or init_from_cfg(cfg)
     device = info.device
     t = cfg.TEST
     tag = f"[{label}] " if label else ""

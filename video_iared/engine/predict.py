@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from video_iared.engine import distributed as du
+from video_iared.engine.device import init_from_cfg
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
                                                    gather_records, iared_forward, run_multiview)
     from video_iared.analysis.flops import model_gflops
 
-    info = info or du.init_distributed(cfg.DEVICE, cfg.NUM_GPUS, cfg.DIST_BACKEND)
+    info = info or init_from_cfg(cfg)
     p, t, d = cfg.PREDICT, cfg.TEST, cfg.DATA
     paths = list_videos(p.INPUT)
     names = load_class_names(p.CLASS_NAMES) or dataset_class_names(cfg)

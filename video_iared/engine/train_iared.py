@@ -23,7 +23,7 @@ from torch import nn
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
 from video_iared.engine.device import init_from_cfg
-from video_iared.engine.amp import policy_dtype, train_dtype
+from video_iared.engine.amp import amp_dtype, policy_dtype, train_dtype
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policies
@@ -170,8 +170,9 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     dense = dense_gflops(model, probe)
     t0 = time.perf_counter()
     try:
+        # in the test stage's precision: the threshold is calibrated on the decisions the test will make
         cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=reduce_fn)
+                                  reduce_fn=reduce_fn, dtype=amp_dtype(device, cfg.TEST.PRECISION))
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e

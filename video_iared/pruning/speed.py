@@ -54,7 +54,9 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
     ("narrow_ms_b1": ``narrow_forward_ms``'s figures when batch 1 is timed, else {})."""
     from video_iared.analysis.flops import model_gflops
     from video_iared.analysis.speed import interleaved_speed, load_note
+    from video_iared.engine.device import device_from_cfg
 
+    device = device_from_cfg(cfg).type  # DEVICE auto: cuda when present
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)
     T, S, C = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0]
     probe = torch.randn(1, C, T, S, S, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
@@ -62,8 +64,8 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
     for r, m in zip(keep_rates, pruned):
         g = model_gflops(m, probe)
         rows.append(KeepRow(r, m, g, [float(v) for v in m.last_keep_rates[0]]))
-    logger.info("keep-ratio speed benchmark: %d frames x %d crop, groups %s, warm-up %d, reps %d (interleaved); %s",
-                T, S, list(pruned[0].groups) if pruned else [], warmup, reps, load_note())
+    logger.info("keep-ratio speed benchmark: %d frames x %d crop, groups %s, warm-up %d, reps %d (interleaved) on %s; %s",
+                T, S, list(pruned[0].groups) if pruned else [], warmup, reps, device, load_note())
     header = (f"{'keep':>5} {'tokens kept per group':>24} {'GFLOPs':>8} {'batch':>5} {'ms/clip':>9} "
               f"{'speed-up':>8} {'GFLOPs x':>8} {'ratio':>6} {'cpu ms/clip':>9} {'cpu ratio':>9}")
     print("IA-RED² keep_ratio mode vs dense (fvcore GFLOPs = GMACs per clip; speed-up = dense ms / ms; "
@@ -74,7 +76,7 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
     ratios = []
     dense_ms_b1 = float("nan")
     pairs = [("dense" if row.keep is None else f"keep {row.keep:g}", row.model, "fp32") for row in rows]
-    timed = interleaved_speed(pairs, batch_sizes, T, S, C, warmup, reps, "cpu", cfg.RNG_SEED)
+    timed = interleaved_speed(pairs, batch_sizes, T, S, C, warmup, reps, device, cfg.RNG_SEED)
     for bs in batch_sizes:
         times = [r.times_s for r in timed if r.batch_size == bs]
         cpu = [r.cpu_times_s for r in timed if r.batch_size == bs]
@@ -129,6 +131,7 @@ def narrow_forward_ms(cfg, keep_rates: Sequence[float], warmup: int, reps: int) 
     plus a little arithmetic that still scales with the tokens.
     """
     from video_iared.analysis.speed import interleaved_speed
+    from video_iared.engine.device import device_from_cfg
 
     narrow = cfg.clone()
     narrow.defrost()
@@ -137,7 +140,7 @@ def narrow_forward_ms(cfg, keep_rates: Sequence[float], warmup: int, reps: int) 
     dense, pruned = build_keep_ratio_models(narrow, keep_rates)
     pairs = [("dense", dense, "fp32")] + [(f"keep {r:g}", m, "fp32") for r, m in zip(keep_rates, pruned)]
     T, S, C = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0]
-    timed = interleaved_speed(pairs, [1], T, S, C, max(warmup, 1), reps, "cpu", cfg.RNG_SEED)
+    timed = interleaved_speed(pairs, [1], T, S, C, max(warmup, 1), reps, device_from_cfg(cfg).type, cfg.RNG_SEED)
     return {"width": float(narrow.TIMESFORMER.EMBED_DIM), **{r.name: 1000.0 * min(r.times_s) for r in timed}}
 
 
