@@ -4,7 +4,8 @@ Every comparison traces the real model with fvcore (``flop_analysis``: its handl
 and compares the integer count with ``pruned_macs`` on that clip's kept sets: the three attention types, both
 stems, the packed and masked paths, the extremes (all kept, only the CLS, empty frames, empty positions), the
 regimes of the packed spatial attention (short frames, padded uneven frames, frame runs), batches whose clips
-keep different counts, and the model's own threshold / keep_ratio decisions with an inactive group.
+keep different counts, and the model's own threshold / keep_ratio decisions with an inactive group; for the
+packed path both attention backends (bucketed groups, one varlen call per branch).
 """
 from __future__ import annotations
 
@@ -39,10 +40,13 @@ class FixedKeeps(nn.Module):
 
 
 def _model(attention: str, stem: str = "patch", execution: str = "packed", groups=(1, 1)) -> IAREDTimeSformer:
+    """``execution`` "packed" (bucketed attention), "varlen" (packed, varlen attention backend) or "masked"."""
     torch.manual_seed(0)
+    backend = "varlen" if execution == "varlen" else "bucketed"
     m = IAREDTimeSformer(groups=groups, interp_heads=2, interp_head_dim=8, img_size=IMG, patch_size=P,
                          num_classes=5, embed_dim=32, depth=sum(groups), num_heads=4, num_frames=T,
-                         attention_type=attention, stem=stem, stem_channels=8, execution=execution)
+                         attention_type=attention, stem=stem, stem_channels=8,
+                         execution="masked" if execution == "masked" else "packed", attention_backend=backend)
     return m.eval()
 
 
@@ -94,7 +98,7 @@ def test_keep_sets_cover_every_spatial_regime():
     assert {PAD_FROM - 1, PAD_FROM, RUNS_FROM - 1, RUNS_FROM} <= set(longest)
 
 
-@pytest.mark.parametrize("execution", ["packed", "masked"])
+@pytest.mark.parametrize("execution", ["packed", "varlen", "masked"])
 @pytest.mark.parametrize("stem", ["patch", "conv3d"])
 @pytest.mark.parametrize("attention", ATTENTIONS)
 def test_explicit_keep_sets_equal_fvcore(attention, stem, execution):
@@ -106,7 +110,7 @@ def test_explicit_keep_sets_equal_fvcore(attention, stem, execution):
     clip = torch.randn(1, 3, T, IMG, IMG)
     ref = [_fvcore_macs(FixedKeeps(model, masks), clip) for masks in cases]
     assert ours.tolist() == ref
-    if execution == "packed":
+    if execution != "masked":
         assert len(set(ref)) > len(cases) // 2  # the count really depends on the kept sets
 
 
@@ -132,12 +136,13 @@ def _spread_interpreters(model: IAREDTimeSformer) -> None:
             it.qk.weight.copy_(torch.randn(it.qk.weight.shape, generator=gen) * 0.6)
 
 
+@pytest.mark.parametrize("execution", ["packed", "varlen"])
 @pytest.mark.parametrize("attention", ATTENTIONS)
-def test_model_decisions_equal_per_clip_traces(attention):
+def test_model_decisions_equal_per_clip_traces(attention, execution):
     """The model's own threshold and keep_ratio decisions on a batch of clips, one group inactive in a third
     run (its interpreter does not run): the batched forward's trace-free cost per clip equals fvcore's trace of
     every clip alone (``clip_gflops``, the figures the test stage used to report)."""
-    model = _model(attention)
+    model = _model(attention, execution=execution)
     _spread_interpreters(model)
     views = torch.randn(3, 3, T, IMG, IMG, generator=torch.Generator().manual_seed(7))
     settings = [("threshold", 0.45, 2), ("keep_ratio", 0.5, 2), ("threshold", 0.5, 1)]

@@ -135,15 +135,7 @@ def videos(tmp_path_factory):
 
 
 def _multiview_batches(paths):
-    from video_iared.data.annotations import VideoRecord
-    from video_iared.data.multiview import MultiViewDataset
-    from video_iared.data.readers import build_reader
-    from video_iared.data.sampling import ClipSampler
-    from video_iared.data.transforms import TestTransform
-
-    ds = MultiViewDataset([VideoRecord(p, i % 5, p) for i, p in enumerate(paths)],
-                          functools.partial(build_reader, backend="pyav"), ClipSampler("dense", T, 2),
-                          TestTransform(SIZE, 1, [0.45] * 3, [0.225] * 3), num_clips=2)
+    ds = _multiview_dataset(paths)
     return [[ds[0], ds[1]], [ds[2]]]
 
 
@@ -178,24 +170,57 @@ def test_benchmark_precisions_interleaves_rows_and_refuses_fp16_on_cpu():
     assert table.count("bf16") == 4 and " 1.00x" in table
 
 
-def test_end_to_end_times_every_stage_on_real_videos(videos):
+def test_end_to_end_times_the_multiview_test_path_on_real_videos(videos, tmp_path):
     import av
+
+    from video_iared.analysis.end_to_end import summary_lines
+    from video_iared.engine.multiview_test import dense_forward, iared_forward
+    from video_iared.engine.results import load_predictions
 
     with av.open(videos[0]) as c:
         s = c.streams.video[0]
         assert (s.height, s.width, s.codec_context.name) == (48, 64, "h264")
     torch.manual_seed(0)
-    model = TimeSformer(**KW).eval()
-    res = run_end_to_end(videos, [("dense", model, "fp32"), ("dense", model, "bf16")], num_frames=T,
-                         sampling_rate=2, crop_size=SIZE, batch_size=2, warmup_batches=1)
-    assert [r.precision for r in res] == ["fp32", "bf16"]
+    dense, pruned = TimeSformer(**KW).eval(), _iared("keep_ratio")
+    dataset = _multiview_dataset(videos)
+    ds = dataset[0]["views"]  # (2 clips x 1 crop) views per video
+    variants = [("dense", dense, "fp32", dense_forward(1.0)), ("iared keep 0.6", pruned, "fp32", iared_forward()),
+                ("dense", dense, "bf16", dense_forward(1.0))]
+    res = run_end_to_end(dataset, variants, num_classes=5, out_dir=str(tmp_path), batch_size=2, warmup_batches=1)
+    assert [(r.name, r.precision) for r in res] == [(n, p) for n, _, p, _ in variants]
     for r in res:
-        assert r.clips == 3 and r.clips_in_batch == [2, 1]
-        assert r.decode_ms > 0 and r.transform_ms > 0 and r.model_ms > 0
-        assert r.total_ms == pytest.approx(r.decode_ms + r.transform_ms + r.model_ms)
-    assert "decode share" in format_end_to_end_table(res)
+        assert r.videos == 3 and r.views == ds.shape[0] == 2 and len(r.run_s) == 2  # batches of 2 + 1 videos
+        assert r.load_ms > 0 and r.model_ms > 0 and r.write_ms > 0
+        assert r.total_ms == pytest.approx(r.load_ms + r.model_ms + r.cost_ms + r.write_ms)
+        assert len(load_predictions(str(tmp_path / f"{r.name.replace(' ', '_')}_{r.precision}.pt"))["index"]) == 3
+    assert res[0].load_s == res[1].load_s  # one decode, shared: "excluding decoding" compares the same views
+    assert res[0].cost_ms == 0 and res[1].cost_ms > 0  # dense: one constant; IA-RED²: the kept sets' count
+    assert res[0].gflops_per_view == 1.0 and 0 < res[1].gflops_per_view < _dense_gflops()
+    table = format_end_to_end_table(res)
+    assert "speed-up*" in table and table.count("\n") == 4
+    last = summary_lines(res).splitlines()[-1]
+    speedup, gratio = res[0].after_decode_ms / res[1].after_decode_ms, 1.0 / res[1].gflops_per_view
+    assert last == f"end_to_end_summary variants=3 min_speedup_to_gflops_ratio={speedup / gratio:.3f}"
     with pytest.raises(PrecisionError):
-        run_end_to_end(videos[:1], [("dense", model, "fp16")], num_frames=T, sampling_rate=2, crop_size=SIZE)
+        run_end_to_end(dataset, [("dense", dense, "fp16", dense_forward())], 5, str(tmp_path))
+
+
+def _multiview_dataset(paths):
+    from video_iared.data.annotations import VideoRecord
+    from video_iared.data.multiview import MultiViewDataset
+    from video_iared.data.readers import build_reader
+    from video_iared.data.sampling import ClipSampler
+    from video_iared.data.transforms import TestTransform
+
+    return MultiViewDataset([VideoRecord(p, i % 5, p) for i, p in enumerate(paths)],
+                            functools.partial(build_reader, backend="pyav"), ClipSampler("dense", T, 2),
+                            TestTransform(SIZE, 1, [0.45] * 3, [0.225] * 3), num_clips=2)
+
+
+def _dense_gflops():
+    from video_iared.analysis.flops import model_gflops
+
+    return model_gflops(TimeSformer(**KW).eval(), torch.zeros(1, 3, T, SIZE, SIZE))
 
 
 def test_precision_check_cli_reports_config_errors(capsys):

@@ -28,10 +28,21 @@ Precision column (dense and IA-RED² in keep_ratio mode, every precision, interl
 
     python tools/benchmark.py --speed --precision fp32 bf16 [--keep-ratios 0.7] [--compile] --cfg FILE ...
 
-End-to-end batch clip inference (decode + transforms + model, ms per clip per stage) on a folder of 320p
-videos (written there first when --videos N > 0):
+End-to-end multi-view test path (analysis.end_to_end: the test stage's dataset, run_multiview, cost accounting
+and predictions files; ms per video per stage) for dense and IA-RED² keep_ratio at --keep-ratios (default 0.7
+0.5), on a folder of 320p videos (written there first when --videos N > 0); per variant the speed-up over dense
+excluding decoding and its ratio to the GFLOPs ratio; last line ``end_to_end_summary ...
+min_speedup_to_gflops_ratio=<float>``:
 
-    python tools/benchmark.py --end-to-end FOLDER [--videos 8] [--e2e-batch 4] --precision fp32 bf16 --cfg FILE
+    python tools/benchmark.py --end-to-end FOLDER [--videos 8] [--e2e-batch 4] [--precision fp32 bf16] --cfg FILE
+
+The GPU check (analysis.gpu_check): host reads and attention calls per forward for dense and IA-RED² (both
+attention backends, keep_ratio and threshold, batch 8), and on CUDA packed vs masked logits in fp32 / bf16,
+synchronisations and attention kernels per forward, the keep-ratio speed table at batch 1 / 8 / 32 (or
+--batch-sizes) in fp32 and bf16, a mixed-precision training step and, with two GPUs, a 2-process nccl run; without
+CUDA it says which checks have not run. Last line ``gpu_check cuda=<0|1> varlen_keep_ratio_host_reads=...``:
+
+    python tools/benchmark.py --gpu-check --cfg configs/k400.yaml [DEVICE cuda]
 
 Token-reduction methods side by side (dense, random drop, EViT top-k, ToMe, IA-RED² keep_ratio / threshold):
 accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and two plots (analysis.method_benchmark):
@@ -79,10 +90,12 @@ def main(argv=None) -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the models (TEST.COMPILE)")
     p.add_argument("--fp32-islands", action="store_true",
                    help="also time the IA-RED² rows with float32 interpreters and head (engine.precision)")
+    p.add_argument("--gpu-check", action="store_true",
+                   help="host reads / attention calls per forward; on CUDA: logits, syncs, kernels, speed, training")
     p.add_argument("--end-to-end", metavar="FOLDER", default="",
                    help="time decode + transforms + model of batch clip inference on the videos of FOLDER")
     p.add_argument("--videos", type=int, default=8, help="--end-to-end: write this many 320p videos first (0: use FOLDER's)")
-    p.add_argument("--e2e-batch", type=int, default=4, help="--end-to-end: clips per forward pass")
+    p.add_argument("--e2e-batch", type=int, default=4, help="--end-to-end: videos per batch (their views run TEST.VIEWS_PER_CHUNK at a time)")
     p.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
                    help="token-reduction methods side by side (none listed: all of dense random evit tome "
                         "iared_ratio iared_threshold)")
@@ -128,8 +141,8 @@ def main(argv=None) -> int:
     cfg = load_config_for_cli(args.cfg[0], args.cfg[1:] + args.opts)
     if cfg is None:
         return 2
-    if not (args.speed or args.end_to_end or args.methods is not None):
-        p.error("choose a benchmark: --speed, --end-to-end FOLDER and/or --methods")
+    if not (args.speed or args.end_to_end or args.methods is not None or args.gpu_check):
+        p.error("choose a benchmark: --speed, --end-to-end FOLDER, --methods and/or --gpu-check")
     if cfg.NUM_THREADS > 0:
         import torch
 
@@ -167,10 +180,16 @@ def main(argv=None) -> int:
             except ExportError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
+        if args.gpu_check:
+            from video_iared.analysis.gpu_check import run_gpu_check
+
+            run_gpu_check(cfg, speed_batches=args.batch_sizes or (1, 8, 32),
+                          warmup=2 if args.warmup is None else args.warmup, reps=5 if args.reps is None else args.reps)
         if args.end_to_end:
             from video_iared.analysis.end_to_end import end_to_end_from_cfg
 
-            end_to_end_from_cfg(cfg, args.end_to_end, args.videos, args.precision, keep, args.e2e_batch,
+            end_to_end_from_cfg(cfg, args.end_to_end, args.videos, args.precision,
+                                [0.7, 0.5] if args.keep_ratios is None else args.keep_ratios, args.e2e_batch,
                                 compile_model=compile_model)
         if args.methods is not None:
             from video_iared.analysis.method_benchmark import (ALL_METHODS, MethodBenchmarkOptions,

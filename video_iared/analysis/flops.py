@@ -26,7 +26,8 @@ CHEAP_OPS: Set[str] = {
     "aten::dropout", "aten::feature_dropout", "aten::bernoulli_", "aten::div_", "aten::floor",
     "aten::log_softmax", "aten::where", "aten::lt", "aten::le", "aten::ne", "aten::any", "aten::all",
     "aten::cumsum", "aten::argsort", "aten::sort", "aten::topk", "aten::scatter", "aten::scatter_",
-    "aten::index_select", "aten::masked_select", "aten::nonzero", "aten::repeat", "aten::new_zeros",
+    "aten::index_select", "aten::masked_select", "aten::nonzero", "aten::nonzero_static", "aten::repeat",
+    "aten::new_zeros",
     "aten::zeros", "aten::ones", "aten::zeros_like", "aten::ones_like", "aten::empty_like", "aten::fill_",
     "aten::unbind",
     "aten::linspace", "aten::logical_not", "aten::logical_and", "aten::to", "aten::type_as",
@@ -54,7 +55,16 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return batch * lq * lk * (e + ev)
 
 
-EXTRA_HANDLES = {"aten::scaled_dot_product_attention": sdpa_flop_jit}
+def varlen_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """MACs of ``video_iared::varlen_attention(q, k, v, cu_seq, max_len, scale, pairs)`` (``token_ops``): the
+    segments' real work, heads * sum over segments of length^2 * (dh + dh) — q@k^T plus attn@v within each
+    segment, as the varlen kernel computes it. ``pairs`` (sum of length^2) is the op's trace-time constant."""
+    _, heads, dh = get_shape(inputs[0])
+    pairs = int(inputs[6].toIValue())
+    return heads * pairs * 2 * dh
+
+
+EXTRA_HANDLES = {"aten::scaled_dot_product_attention": sdpa_flop_jit, "video_iared::varlen_attention": varlen_flop_jit}
 
 
 # Per-forward tensors a model keeps as attributes (IA-RED² and the baselines): traced as extra outputs.

@@ -107,6 +107,9 @@ _C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no 
 _C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration traces (evenly spaced over the list); 0 = all
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)
+# packed execution's attention: "auto" (cuda: varlen; cpu: bucketed, the faster there) | "varlen" (one variable-length call
+# per branch over the batch, no host read in keep_ratio mode; flash varlen_attn on cuda in fp16/bf16) | "bucketed"
+_C.IARED.ATTENTION_BACKEND = "auto"  # see the README's "Attention backends"
 _C.IARED.TAU = 0.5  # reward penalty for a wrong prediction (R = -TAU)
 _C.IARED.BASELINE = "mean"  # REINFORCE baseline: "none" | "mean" (batch mean) | "greedy" (self-critical)
 _C.IARED.CURRICULUM_EPOCHS = 2  # epochs per curriculum step (one step per group)

@@ -44,6 +44,7 @@ _CHOICES = {
     "TIMESFORMER.STEM": ("patch", "conv3d"),
     "IARED.MODE": ("threshold", "keep_ratio"),
     "IARED.EXECUTION": ("packed", "masked"),
+    "IARED.ATTENTION_BACKEND": ("auto", "varlen", "bucketed"),
     "IARED.BASELINE": ("none", "mean", "greedy"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adamw"),
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs"),

@@ -18,6 +18,7 @@ def iared_kwargs(cfg: CfgNode) -> dict:
         keep_ratio=list(ia.KEEP_RATIO),
         execution=ia.EXECUTION,
         init_keep_prob=ia.INIT_KEEP_PROB,
+        attention_backend=ia.ATTENTION_BACKEND,
     )
 
 

@@ -16,6 +16,11 @@ per-position counts n_s (divided attention; ``packed_block``, ``token_ops``):
   and attention on T padded groups of length ``_padded_length(1 + max c_t, uneven)``; proj on T + Mp rows;
 - joint (and space-only, whose units are the frames): one padded group per unit, CLS included;
 - MLP: LayerNorm, fc1, fc2 on the 1 + Mp rows (U + Mp for U units).
+The varlen backend (``attention_backend``; ``token_ops.segment_attention``) runs every branch as one call over
+segments of their own length: temporal attention on every position's n_s frames (length 1 and 0 included),
+spatial qkv on the 1 + Mp packed rows and attention per frame on its CLS + c_t patches, joint / space-only per
+unit on its CLS + kept patches (no padding): the work is heads * sum L^2 * 2 dh, the count of fvcore's handle
+for the ``video_iared::varlen_attention`` op.
 The masked path runs the dense shapes whatever is kept. Interpreters (when they ran) cost a non-affine
 LayerNorm and the q / k projections of the rows alive before their decision; stem and head are per clip.
 
@@ -31,7 +36,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from video_iared.pruning.token_ops import LENGTH_MULTIPLE, PAD_FROM, RUNS_FROM
+from video_iared.pruning.token_ops import LENGTH_MULTIPLE, PAD_FROM, RUNS_FROM, resolve_backend
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
@@ -51,6 +56,7 @@ class CostArch:
     attention_type: str
     groups: Tuple[int, ...]
     execution: str = "packed"
+    backend: str = "bucketed"  # the packed path's resolved attention backend: "bucketed" | "varlen"
     stem: str = "patch"
     patch_size: int = 16
     in_chans: int = 3
@@ -69,12 +75,14 @@ def arch_of(model: nn.Module) -> CostArch:
     conv1 = getattr(pe, "conv1", None)
     interps = getattr(model, "interpreters", None)
     head = model.head
+    device = next(model.parameters()).device
     return CostArch(
         embed_dim=int(model.embed_dim),
         mlp_hidden=int(model.blocks[0].mlp.fc1.out_features),
         attention_type=str(model.attention_type),
         groups=tuple(int(g) for g in getattr(model, "groups", [model.depth])),
         execution=str(getattr(model, "execution", "masked")),
+        backend=resolve_backend(str(getattr(model, "attention_backend", "bucketed")), device),
         stem=str(model.stem),
         patch_size=int(model.patch_size),
         in_chans=int(model.in_chans),
@@ -156,6 +164,19 @@ def divided_block_macs(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
     return temporal + spatial + _ln(rows, D) + 2 * rows * D * Hd
 
 
+def divided_block_macs_varlen(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
+    """:func:`divided_block_macs` for the varlen backend: keep (C, S, T) bool or 0/1 -> MACs (C,) int64."""
+    D, Hd = arch.embed_dim, arch.mlp_hidden
+    T = keep.shape[2]
+    k = keep.to(torch.int64)
+    per_pos, per_frame = k.sum(2), k.sum(1)  # (C, S), (C, T)
+    mp = per_pos.sum(1)
+    rows = 1 + mp
+    temporal = _ln(mp, D) + 5 * mp * D * D + 2 * D * (per_pos * per_pos).sum(1)  # qkv, proj, temporal_fc
+    spatial = _ln(rows, D) + rows * 3 * D * D + 2 * D * ((per_frame + 1) ** 2).sum(1) + (T + mp) * D * D
+    return temporal + spatial + _ln(rows, D) + 2 * rows * D * Hd
+
+
 def joint_block_macs(arch: CostArch, counts: torch.Tensor) -> torch.Tensor:
     """One joint-attention block of the packed path over U units per clip (1: joint space-time; T frames:
     space-only), each its CLS + kept patches: counts (C, U) kept patches per unit -> MACs (C,) int64."""
@@ -163,8 +184,12 @@ def joint_block_macs(arch: CostArch, counts: torch.Tensor) -> torch.Tensor:
     units = counts.shape[1]
     c = counts.to(torch.int64)
     rows = units + c.sum(1)
-    length = _padded(1 + c.amax(1), c.amin(1) < c.amax(1))
-    attn = _ln(rows, D) + 4 * rows * D * D + 2 * D * units * length * length
+    if arch.backend == "varlen":  # one segment per unit, its own length
+        pairs = ((1 + c) ** 2).sum(1)
+    else:  # padded groups
+        length = _padded(1 + c.amax(1), c.amin(1) < c.amax(1))
+        pairs = units * length * length
+    attn = _ln(rows, D) + 4 * rows * D * D + 2 * D * pairs
     return attn + _ln(rows, D) + 2 * rows * D * Hd
 
 
@@ -181,7 +206,7 @@ def _block_macs(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
     B, G, S, T = keep.shape
     flat = keep.reshape(B * G, S, T)
     if arch.attention_type == "divided_space_time":
-        out = divided_block_macs(arch, flat)
+        out = (divided_block_macs_varlen if arch.backend == "varlen" else divided_block_macs)(arch, flat)
     elif arch.attention_type == "joint_space_time":
         out = joint_block_macs(arch, flat.sum((1, 2)).unsqueeze(1))
     elif arch.attention_type == "space_only":

@@ -7,7 +7,11 @@ are gone for all later groups. The CLS token is always kept.
 
 Execution (``execution``): "packed" runs every block on the kept tokens only (``packed_block``); "masked"
 runs the full grid with the dropped tokens masked out (``masked``; the reference path). Both give the same
-logits for the same decisions.
+logits for the same decisions. ``attention_backend`` (packed only; ``token_ops.resolve_backend``): "bucketed"
+runs each attention on buckets of equal-length groups, "varlen" as one variable-length call per branch over the
+batch with the layout built on the device: no host read per forward in keep_ratio mode (the kept counts follow
+from the ratios: ``torch.nonzero_static``), one per interpreting group otherwise (the group's kept count);
+"auto": varlen on CUDA, ``token_ops.AUTO_CPU_BACKEND`` on the CPU.
 
 Policies per group (``policies()``): "sample" (Bernoulli, training), "threshold" (p > threshold),
 "keep_ratio" (top-k budget), "all" (keep every alive token: the groups after the current curriculum step).
@@ -32,7 +36,7 @@ from video_iared.pruning.interpreter import Interpreter
 from video_iared.pruning.masked import masked_block_forward
 from video_iared.pruning.packed_block import packed_block_forward
 from video_iared.pruning.policy import POLICIES, decide, log_prob
-from video_iared.pruning.token_ops import PackedLayout
+from video_iared.pruning.token_ops import ATTENTION_BACKENDS, PackedLayout, resolve_backend
 
 EXECUTIONS = ("packed", "masked")
 MODES = ("threshold", "keep_ratio")
@@ -51,6 +55,7 @@ class IAREDTimeSformer(TimeSformer):
         keep_ratio: Optional[Sequence[float]] = None,
         execution: str = "packed",
         init_keep_prob: float = 0.5,
+        attention_backend: str = "auto",
         **timesformer_kwargs,
     ) -> None:
         super().__init__(**timesformer_kwargs)
@@ -67,7 +72,10 @@ class IAREDTimeSformer(TimeSformer):
         self.keep_ratio = [float(r) for r in (keep_ratio if keep_ratio is not None else [1.0] * len(groups))]
         if len(self.keep_ratio) != len(groups):
             raise ValueError(f"keep_ratio needs one ratio per group ({len(groups)}), got {self.keep_ratio}")
+        if attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend {attention_backend!r} is not one of {ATTENTION_BACKENDS}")
         self.execution = execution
+        self.attention_backend = attention_backend
         self.interpreters = nn.ModuleList(
             Interpreter(self.embed_dim, interp_heads, interp_head_dim, init_keep_prob=init_keep_prob) for _ in groups
         )
@@ -158,8 +166,12 @@ class IAREDTimeSformer(TimeSformer):
 
     def _run_packed(self, tokens, grid, attn_type, policies, decide_fn, explicit):
         units, N = tokens.shape[0], grid.num_patches
+        backend = resolve_backend(self.attention_backend, tokens.device)
+        varlen = backend == "varlen"
+        # varlen: kept patches per unit when the same in every unit and known without a read (None: unknown)
+        known: Optional[int] = N
         alive = torch.ones(units, N, dtype=torch.bool, device=tokens.device)
-        layout = PackedLayout(alive, grid.T, grid.H, grid.W)
+        layout = PackedLayout(alive, grid.T, grid.H, grid.W, units * N if varlen else None)
         x = layout.pack(tokens)
         rates, probs_all, keeps = [], [], []
         logp = tokens.new_zeros(units)
@@ -174,14 +186,21 @@ class IAREDTimeSformer(TimeSformer):
             keep = decide_fn(g, probs, alive) if compute else alive.clone()
             if compute and not explicit and policies[g] == "sample":
                 logp = logp + log_prob(probs, keep, alive)
-            if not torch.equal(keep, alive):
+            if varlen and compute:
+                if not explicit and policies[g] == "keep_ratio" and known is not None:
+                    known = round(known * self.keep_ratio[g])  # topk_keep's round(alive * ratio), in float64
+                    total = units * known
+                else:  # threshold / sample / explicit masks: the group's one host read
+                    known, total = None, int(keep.sum())
+                x, layout = layout.shrink(x, keep, total)
+            elif not varlen and not torch.equal(keep, alive):
                 x, layout = layout.shrink(x, keep)
             alive = keep
             rates.append(keep.sum(1).to(tokens.dtype) / N)
             probs_all.append(probs)
             keeps.append(keep)
             for block in self.blocks[blk: blk + n_blocks]:
-                x = packed_block_forward(block, x, layout, attn_type)
+                x = packed_block_forward(block, x, layout, attn_type, backend=backend)
             blk += n_blocks
         return x[:units], torch.stack(rates, 1), logp, probs_all, keeps
 

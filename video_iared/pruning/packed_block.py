@@ -16,6 +16,12 @@ Semantics with an irregular kept set (all coincide with the dense block when eve
 - the CLS update is the mean of the T per-frame CLS outputs over ALL T frames (as in the dense block), so
   the CLS does not change scale when frames empty out;
 - joint attention: the CLS and all kept patches of the clip; space-only: the spatial rule above.
+
+``backend`` "varlen" (``token_ops.resolve_backend``) runs each attention branch as ONE variable-length call over
+the whole batch (``token_ops.segment_attention``): qkv on the packed rows (the CLS projected once per clip), the
+rows gathered into segment order, no bucket, no host read. A branch with a key bias (ToMe's proportional
+attention) or an active attention dropout keeps the bucketed path (``varlen_attn`` takes neither); training
+without attention dropout (the configs' default) runs varlen, gradients included.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention
+from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention, segment_attention
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
@@ -61,22 +67,30 @@ def _proj(attn: nn.Module, y: torch.Tensor) -> torch.Tensor:
     return drop(y) if drop is not None else y
 
 
+def _varlen_fits(attn: nn.Module, key_bias: Optional[torch.Tensor]) -> bool:
+    """Whether this attention can run as one variable-length call: no key bias, no attention dropout."""
+    return key_bias is None and _attn_dropout(attn) == 0.0
+
+
 def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout,
-                    key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    key_bias: Optional[torch.Tensor] = None, varlen: bool = False) -> torch.Tensor:
     """Spatial attention residual for packed rows ``xs`` (M, D): per-frame groups with the CLS copy.
 
     Returns (M, D): rows 0..B-1 the CLS update (mean over all T frames), then the patch updates.
-    ``key_bias`` (M,) or None: per packed row (the groups read full packed rows).
+    ``key_bias`` (M,) or None: per packed row (the groups read full packed rows). ``varlen``: one
+    variable-length call (``segment_attention``) where the attention allows it.
     """
     B, T = layout.batch, layout.T
     attn = block.attn
-    frames = layout.spatial_runs()  # None: padded groups (short frames)
-    if frames is not None:
+    if varlen and _varlen_fits(attn, key_bias):
+        out = segment_attention(attn.qkv(block.norm1(xs)), layout.spatial_segments(), attn.num_heads, attn.scale)
+        res = _proj(attn, out)  # every frame's CLS copy (B*T rows), then the patch rows in packed order
+    elif (frames := layout.spatial_runs()) is not None:  # frame runs (long frames)
         qkv = attn.qkv(block.norm1(xs).index_select(0, frames.rows))
         bias = None if key_bias is None else key_bias.index_select(0, frames.rows)
         out = run_attention(qkv, frames.runs, attn.num_heads, attn.scale, _attn_dropout(attn), bias)
         res = _proj(attn, out.index_select(0, frames.readout))
-    else:
+    else:  # padded groups (short frames)
         qkv = attn.qkv(block.norm1(xs))
         groups = layout.spatial_groups()
         out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
@@ -90,17 +104,24 @@ def _spatial_update(block: nn.Module, xs: torch.Tensor, layout: PackedLayout,
 
 
 def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout,
-                     key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     key_bias: Optional[torch.Tensor] = None, varlen: bool = False) -> torch.Tensor:
     """Temporal attention residual (after temporal_fc) for the packed patch rows xp (Mp, D).
 
-    From the qkv layer to temporal_fc the branch runs on the rows in bucket order
+    Bucketed: from the qkv layer to temporal_fc the branch runs on the rows in bucket order
     (``PackedLayout.temporal_runs``): one gather of the D-wide normed rows and one of the D-wide result,
     instead of a padded gather of the 3D-wide qkv rows. (The norm itself sees the rows in packed order.)
-    ``key_bias`` (Mp,) or None: per packed PATCH row, like ``xp`` (brought into bucket order here).
+    Varlen: the packed rows are already in segment order (a position's kept frames are consecutive), so the
+    branch runs on them as they are, one call. ``key_bias`` (Mp,) or None: per packed PATCH row, like ``xp``.
     """
     if xp.shape[0] == 0:
         return xp
     attn = block.temporal_attn
+    if varlen and _varlen_fits(attn, key_bias):
+        qkv = attn.qkv(block.temporal_norm1(xp))
+        res = _proj(attn, segment_attention(qkv, layout.temporal_segments(), attn.num_heads, attn.scale))
+        if _drop_active(block.drop_path):
+            res = drop_path_rows(block.drop_path, res, layout.patch_batch)
+        return block.temporal_fc(res)
     runs = layout.temporal_runs()
     qkv = attn.qkv(runs.to_buckets(block.temporal_norm1(xp)))
     bias = None if key_bias is None else runs.to_buckets(key_bias)
@@ -112,33 +133,40 @@ def _temporal_update(block: nn.Module, xp: torch.Tensor, layout: PackedLayout,
 
 
 def _joint_update(block: nn.Module, x: torch.Tensor, layout: PackedLayout,
-                  key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  key_bias: Optional[torch.Tensor] = None, varlen: bool = False) -> torch.Tensor:
     """Joint attention residual for packed rows x (M, D): one group per clip; ``key_bias`` (M,) or None."""
     attn = block.attn
     qkv = attn.qkv(block.norm1(x))
-    groups = layout.joint_groups()
-    out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
-    res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
+    if varlen and _varlen_fits(attn, key_bias):
+        res = _proj(attn, segment_attention(qkv, layout.joint_segments(), attn.num_heads, attn.scale))
+    else:
+        groups = layout.joint_groups()
+        out = group_attention(qkv, groups, attn.num_heads, attn.scale, _attn_dropout(attn), key_bias)
+        res = _proj(attn, out.reshape(-1, out.shape[-1]).index_select(0, groups.readout))
     return drop_path_rows(block.drop_path, res, layout.row_batch)
 
 
 def packed_block_forward(block: nn.Module, x: torch.Tensor, layout: PackedLayout, attention_type: str,
-                         key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                         key_bias: Optional[torch.Tensor] = None, backend: str = "bucketed") -> torch.Tensor:
     """Run ``block`` on packed rows x (M, D) laid out by ``layout``; returns (M, D).
 
     ``key_bias`` (M,) or None: per packed row, added to every query's attention logit for that row as a key,
     in each of the block's attentions (ToMe's proportional attention: log token size; 0 for the CLS).
+    ``backend``: "bucketed" or "varlen" (resolved: ``token_ops.resolve_backend``; see the module docstring).
     """
+    if backend not in ("bucketed", "varlen"):
+        raise ValueError(f"packed_block_forward: backend {backend!r} must be resolved to 'bucketed' or 'varlen'")
+    varlen = backend == "varlen"
     B = layout.batch
     if attention_type == "divided_space_time":
         cls, xp = x[:B], x[B:]
-        xt = xp + _temporal_update(block, xp, layout, None if key_bias is None else key_bias[B:])
+        xt = xp + _temporal_update(block, xp, layout, None if key_bias is None else key_bias[B:], varlen)
         xs = torch.cat([cls, xt], 0)
-        x = xs + _spatial_update(block, xs, layout, key_bias)
+        x = xs + _spatial_update(block, xs, layout, key_bias, varlen)
     elif attention_type == "space_only":
-        x = x + _spatial_update(block, x, layout, key_bias)
+        x = x + _spatial_update(block, x, layout, key_bias, varlen)
     elif attention_type == "joint_space_time":
-        x = x + _joint_update(block, x, layout, key_bias)
+        x = x + _joint_update(block, x, layout, key_bias, varlen)
     else:
         raise ValueError(f"unknown attention_type {attention_type!r}; expected one of {ATTENTION_TYPES}")
     return x + drop_path_rows(block.drop_path, block.mlp(block.norm2(x)), layout.row_batch)
