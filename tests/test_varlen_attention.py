@@ -1,7 +1,7 @@
 """The varlen attention backend (issue 19.2), proved on the CPU.
 
 ``IARED.ATTENTION_BACKEND varlen`` runs each attention branch of a block as ONE variable-length call over the
-batch (on the CPU through the padded reference, ``token_ops.padded_varlen_attention``). Checked here: the same
+batch (on the CPU through the padded reference, ``varlen.padded_varlen_attention``). Checked here: the same
 logits as the masked reference path and the bucketed path on the extremes (all kept, only the CLS, empty frames,
 empty positions, one patch) for the three attention types, in batches whose clips keep different counts; the
 same decisions in keep_ratio and threshold mode; gradients; and, counted at the dispatcher
@@ -18,7 +18,7 @@ from video_iared.config import get_cfg
 from video_iared.config.validate import ConfigError, validate_config
 from video_iared.models.timesformer import TimeSformer
 from video_iared.pruning.iared import IAREDTimeSformer
-from video_iared.pruning.token_ops import padded_varlen_attention, resolve_backend
+from video_iared.pruning.varlen import padded_varlen_attention, resolve_backend
 
 torch.set_num_threads(1)
 T, IMG, P = 4, 32, 8

@@ -56,7 +56,7 @@ def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 
 def varlen_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
-    """MACs of ``video_iared::varlen_attention(q, k, v, cu_seq, max_len, scale, pairs)`` (``token_ops``): the
+    """MACs of ``video_iared::varlen_attention(q, k, v, cu_seq, max_len, scale, pairs)`` (``pruning.varlen``): the
     segments' real work, heads * sum over segments of length^2 * (dh + dh) — q@k^T plus attn@v within each
     segment, as the varlen kernel computes it. ``pairs`` (sum of length^2) is the op's trace-time constant."""
     _, heads, dh = get_shape(inputs[0])

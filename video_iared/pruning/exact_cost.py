@@ -16,7 +16,7 @@ per-position counts n_s (divided attention; ``packed_block``, ``token_ops``):
   and attention on T padded groups of length ``_padded_length(1 + max c_t, uneven)``; proj on T + Mp rows;
 - joint (and space-only, whose units are the frames): one padded group per unit, CLS included;
 - MLP: LayerNorm, fc1, fc2 on the 1 + Mp rows (U + Mp for U units).
-The varlen backend (``attention_backend``; ``token_ops.segment_attention``) runs every branch as one call over
+The varlen backend (``attention_backend``; ``varlen.segment_attention``) runs every branch as one call over
 segments of their own length: temporal attention on every position's n_s frames (length 1 and 0 included),
 spatial qkv on the 1 + Mp packed rows and attention per frame on its CLS + c_t patches, joint / space-only per
 unit on its CLS + kept patches (no padding): the work is heads * sum L^2 * 2 dh, the count of fvcore's handle
@@ -36,7 +36,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from video_iared.pruning.token_ops import LENGTH_MULTIPLE, PAD_FROM, RUNS_FROM, resolve_backend
+from video_iared.pruning.token_ops import LENGTH_MULTIPLE, PAD_FROM, RUNS_FROM
+from video_iared.pruning.varlen import resolve_backend
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 

@@ -7,11 +7,11 @@ are gone for all later groups. The CLS token is always kept.
 
 Execution (``execution``): "packed" runs every block on the kept tokens only (``packed_block``); "masked"
 runs the full grid with the dropped tokens masked out (``masked``; the reference path). Both give the same
-logits for the same decisions. ``attention_backend`` (packed only; ``token_ops.resolve_backend``): "bucketed"
+logits for the same decisions. ``attention_backend`` (packed only; ``varlen.resolve_backend``): "bucketed"
 runs each attention on buckets of equal-length groups, "varlen" as one variable-length call per branch over the
 batch with the layout built on the device: no host read per forward in keep_ratio mode (the kept counts follow
 from the ratios: ``torch.nonzero_static``), one per interpreting group otherwise (the group's kept count);
-"auto": varlen on CUDA, ``token_ops.AUTO_CPU_BACKEND`` on the CPU.
+"auto": varlen on CUDA, ``varlen.AUTO_CPU_BACKEND`` on the CPU.
 
 Policies per group (``policies()``): "sample" (Bernoulli, training), "threshold" (p > threshold),
 "keep_ratio" (top-k budget), "all" (keep every alive token: the groups after the current curriculum step).
@@ -36,7 +36,8 @@ from video_iared.pruning.interpreter import Interpreter
 from video_iared.pruning.masked import masked_block_forward
 from video_iared.pruning.packed_block import packed_block_forward
 from video_iared.pruning.policy import POLICIES, decide, log_prob
-from video_iared.pruning.token_ops import ATTENTION_BACKENDS, PackedLayout, resolve_backend
+from video_iared.pruning.token_ops import PackedLayout
+from video_iared.pruning.varlen import ATTENTION_BACKENDS, resolve_backend
 
 EXECUTIONS = ("packed", "masked")
 MODES = ("threshold", "keep_ratio")

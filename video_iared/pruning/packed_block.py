@@ -17,8 +17,8 @@ Semantics with an irregular kept set (all coincide with the dense block when eve
   the CLS does not change scale when frames empty out;
 - joint attention: the CLS and all kept patches of the clip; space-only: the spatial rule above.
 
-``backend`` "varlen" (``token_ops.resolve_backend``) runs each attention branch as ONE variable-length call over
-the whole batch (``token_ops.segment_attention``): qkv on the packed rows (the CLS projected once per clip), the
+``backend`` "varlen" (``varlen.resolve_backend``) runs each attention branch as ONE variable-length call over
+the whole batch (``varlen.segment_attention``): qkv on the packed rows (the CLS projected once per clip), the
 rows gathered into segment order, no bucket, no host read. A branch with a key bias (ToMe's proportional
 attention) or an active attention dropout keeps the bucketed path (``varlen_attn`` takes neither); training
 without attention dropout (the configs' default) runs varlen, gradients included.
@@ -30,7 +30,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention, segment_attention
+from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention
+from video_iared.pruning.varlen import segment_attention
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
@@ -152,7 +153,7 @@ def packed_block_forward(block: nn.Module, x: torch.Tensor, layout: PackedLayout
 
     ``key_bias`` (M,) or None: per packed row, added to every query's attention logit for that row as a key,
     in each of the block's attentions (ToMe's proportional attention: log token size; 0 for the CLS).
-    ``backend``: "bucketed" or "varlen" (resolved: ``token_ops.resolve_backend``; see the module docstring).
+    ``backend``: "bucketed" or "varlen" (resolved: ``varlen.resolve_backend``; see the module docstring).
     """
     if backend not in ("bucketed", "varlen"):
         raise ValueError(f"packed_block_forward: backend {backend!r} must be resolved to 'bucketed' or 'varlen'")
