@@ -4,7 +4,9 @@ A user running batch inference over a folder of videos pays for decoding, for th
 side scale, crop, normalise) and for the model. This benchmark runs that pipeline on real encoded files —
 the data package's reader, ``ClipSampler`` and ``TestTransform``, then the model in batches — in one process,
 stage after stage, so each stage's time is its own (no loader workers overlapping them), and reports
-milliseconds per clip for each stage and clips/s overall, per model variant and precision.
+milliseconds per clip for each stage and clips/s overall, per model variant and precision. With
+DATA.NORMALIZE_ON_DEVICE the transform stops at uint8 and the normalisation runs on the model's device, timed
+with the forward (``model_ms``), as a loader handing uint8 clips to the device would.
 
 ``make_video_folder`` writes the synthetic test folder: H.264 videos at 320p (the short side Kinetics is
 usually stored at), moving textured shapes on a textured background so the encoder does real work.
@@ -67,8 +69,8 @@ class EndToEndResult:
     precision: str
     batch_size: int
     decode_s: List[float] = field(default_factory=list)  # per clip: open + seek + decode the clip's frames
-    transform_s: List[float] = field(default_factory=list)  # per clip: scale + crop + normalise
-    model_s: List[float] = field(default_factory=list)  # per batch: one forward pass
+    transform_s: List[float] = field(default_factory=list)  # per clip: scale + crop (+ normalise in the worker)
+    model_s: List[float] = field(default_factory=list)  # per batch: (the on-device normalisation and) one forward
     clips_in_batch: List[int] = field(default_factory=list)
 
     @property
@@ -127,25 +129,29 @@ def run_end_to_end(
     backend: str = "pyav",
     device: str = "cpu",
     warmup_batches: int = 1,
+    normalize_on_device: bool = False,
 ) -> List[EndToEndResult]:
     """Batch clip inference over ``paths`` for every ``(name, model, precision)`` variant.
 
     Each video gives its centre clip (dense sampling, one clip, one centre crop). The variants take turns
     batch by batch (the same batch decoded again for each, so decode time is measured for every variant under
     the same machine load). ``warmup_batches`` untimed forward passes per variant come first.
+    ``normalize_on_device``: the transform gives uint8 clips, normalised on ``device`` inside the timed forward.
     """
+    from video_iared.data.device_normalize import ClipNormalizer, as_normalizer
     from video_iared.data.sampling import ClipSampler
     from video_iared.data.transforms import TestTransform
 
     sampler = ClipSampler("dense", num_frames, sampling_rate)
-    transform = TestTransform(crop_size, 1, mean, std)
+    transform = TestTransform(crop_size, 1, mean, std, normalize=not normalize_on_device)
+    normalize = as_normalizer(ClipNormalizer(mean, std) if normalize_on_device else None)
     dev = torch.device(device)
     results = [EndToEndResult(n, p, batch_size) for n, _, p in variants]
     for _, m, _ in variants:
         m.to(dev).eval()
     batches = [list(paths[i:i + batch_size]) for i in range(0, len(paths), batch_size)]
     if warmup_batches:
-        clips = torch.stack([_load_clip(p, backend, sampler, transform)[0] for p in batches[0]]).to(dev)
+        clips = normalize(torch.stack([_load_clip(p, backend, sampler, transform)[0] for p in batches[0]]).to(dev))
         for _, m, prec in variants:
             with torch.inference_mode(), inference_precision(m, prec, dev):
                 for _ in range(warmup_batches):
@@ -165,7 +171,7 @@ def run_end_to_end(
             with torch.inference_mode(), inference_precision(m, prec, dev):
                 sync()
                 t0 = time.perf_counter()
-                m(x)
+                m(normalize(x))
                 sync()
                 res.model_s.append(time.perf_counter() - t0)
             res.clips_in_batch.append(len(batch))
@@ -208,11 +214,13 @@ def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Seque
     models = [("dense", dense)] + [(f"iared keep {r:g}", m) for r, m in zip(keep_rates, pruned)]
     variants = [(n, maybe_compile(m, compile_model), p) for p in precisions for n, m in models]
     print(f"end-to-end batch inference: {len(paths)} videos in {folder}, {d.NUM_FRAMES} frames x rate "
-          f"{d.SAMPLING_RATE}, crop {d.TEST_CROP_SIZE}, batch {batch_size}, backend {d.DECODING_BACKEND}; "
+          f"{d.SAMPLING_RATE}, crop {d.TEST_CROP_SIZE}, batch {batch_size}, backend {d.DECODING_BACKEND}, "
+          f"normalised {'on the device (in model ms)' if d.NORMALIZE_ON_DEVICE else 'in the transform'}; "
           f"before: {load_note()}", flush=True)
     c0, w0 = time.process_time(), time.perf_counter()
     results = run_end_to_end(paths, variants, d.NUM_FRAMES, d.SAMPLING_RATE, d.TEST_CROP_SIZE, d.MEAN, d.STD,
-                             batch_size, d.DECODING_BACKEND, device_from_cfg(cfg).type, warmup_batches)
+                             batch_size, d.DECODING_BACKEND, device_from_cfg(cfg).type, warmup_batches,
+                             d.NORMALIZE_ON_DEVICE)
     ratio = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
     print(format_end_to_end_table(results), flush=True)
     print(f"after: {load_note()}; process cpu/wall {ratio:.2f}", flush=True)
