@@ -69,15 +69,23 @@ def _with_bad(root, name, bad_at):
     write_list(str(root / f"{name}.csv"), rows)
 
 
-def test_eval_item_format_and_frame_order(k400):
-    ds = build_dataset(_cfg(k400), "val")
+def _pixels(x):
+    """A clip's pixel values (0-255, float): uint8 clips (DATA.NORMALIZE_ON_DEVICE) as they are, normalised
+    float clips with the default mean / std undone."""
+    return x.float() if x.dtype == torch.uint8 else (x * 0.225 + 0.45) * 255
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_eval_item_format_and_frame_order(k400, on_device):
+    ds = build_dataset(_cfg(k400, NORMALIZE_ON_DEVICE=on_device), "val")
     assert len(ds) == N_VIDEOS and ds.class_names == ["a", "b", "c"]
     assert ds.videos[4] == (os.path.join(str(k400), "videos/v4.mp4"), 1)
     item = ds[4]
     assert set(item) == {"clip", "label", "index", "bad"} and item["label"] == 1 and item["bad"] == 0
-    assert item["clip"].shape == (3, 4, 32, 32) and item["clip"].dtype == torch.float32
-    # undo the normalisation and read the frame ids: the centre clip's documented indices, in order
-    raw = ((item["clip"] * 0.225 + 0.45) * 255).permute(1, 2, 3, 0).numpy()  # (T, H, W, C)
+    assert item["clip"].shape == (3, 4, 32, 32)
+    assert item["clip"].dtype == (torch.uint8 if on_device else torch.float32)
+    # the pixels (normalisation undone for floats) and the frame ids: the centre clip's documented indices, in order
+    raw = _pixels(item["clip"]).permute(1, 2, 3, 0).numpy()  # (T, H, W, C)
     assert frame_ids(raw).tolist() == dense_indices(32, 4, 4, 0, 1).tolist() == [8, 13, 18, 23]
 
 
@@ -98,7 +106,7 @@ def test_training_items_random_and_reproducible(k400):
 
 
 def _red_on_left(clip):
-    band = clip[0, :, -4:, :]  # red channel, bottom rows (T, 4, W)
+    band = _pixels(clip)[0, :, -4:, :]  # red channel, bottom rows (T, 4, W)
     return bool(band[:, :, :8].mean() > band[:, :, -8:].mean())
 
 
@@ -252,7 +260,7 @@ def test_multiview_all_views_from_one_decode(k400):
     assert set(counter.opens.values()) == {1} and set(counter.decodes.values()) == {1}
     assert len(counter.decodes) == N_VIDEOS  # one decode per video, not one per view (6)
     v = items[0]["views"]
-    raw = ((v * 0.225 + 0.45) * 255).permute(0, 2, 3, 4, 1).numpy()  # (V, T, H, W, C)
+    raw = _pixels(v).permute(0, 2, 3, 4, 1).numpy()  # (V, T, H, W, C)
     ids = [frame_ids(raw[i]).tolist() for i in range(6)]
     assert ids[0] == ids[1] == ids[2] == dense_indices(32, 4, 4, 0, 2).tolist() == [0, 5, 10, 15]
     assert ids[3] == ids[5] == dense_indices(32, 4, 4, 1, 2).tolist() == [16, 21, 26, 31]

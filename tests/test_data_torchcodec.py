@@ -121,3 +121,22 @@ def test_missing_torchcodec_is_one_clear_error(monkeypatch):
         torchcodec_reader._decoder_class.cache_clear()
     with pytest.raises(ValueError, match="needs the torchcodec backend"):
         build_reader("any.mp4", "pyav", device="cuda")
+
+
+def test_run_net_without_torchcodec_prints_one_error_line(monkeypatch, tmp_path, capsys):
+    from engine_fixtures import make_dataset, tiny_opts
+    from video_iared.tools_main import run_net
+
+    data = make_dataset(str(tmp_path / "data"))
+    torchcodec_reader._decoder_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # as if the extra were not installed
+    try:
+        cfg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                           "synthetic_dense.yaml")
+        rc = run_net(["--cfg", cfg] + tiny_opts(data, str(tmp_path / "out"), ["DATA.DECODING_BACKEND", "torchcodec"]))
+    finally:
+        torchcodec_reader._decoder_class.cache_clear()
+    # without BackendUnavailableError among the user errors, run_net raised it (a traceback) instead of returning 1
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.strip().splitlines()[-1].startswith("error: DATA.DECODING_BACKEND torchcodec: the torchcodec package")

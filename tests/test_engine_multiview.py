@@ -7,7 +7,7 @@ import torch
 
 from engine_fixtures import make_dataset, tiny_cfg, write_broken_video
 from video_iared.checkpoint import io as ckpt_io
-from video_iared.data import build_multiview_dataset
+from video_iared.data import build_multiview_dataset, build_normalizer
 from video_iared.engine.multiview_test import test as run_test
 from video_iared.engine.predict import predict, read_rows
 from video_iared.engine.results import load_predictions, read_predictions_csv
@@ -52,7 +52,7 @@ def test_two_clips_three_crops_one_result_per_video(setup, tmp_path):
     ds = build_multiview_dataset(cfg, "test")
     for i in (0, 5, 11):
         with torch.no_grad():
-            direct = model(ds[i]["views"])
+            direct = model(build_normalizer(cfg)(ds[i]["views"]))  # uint8 views (DATA.NORMALIZE_ON_DEVICE)
         assert torch.allclose(direct, pt["view_logits"][i], atol=1e-4)
     # video-level accuracy from the file agrees with the summary line's figure
     acc = 100.0 * (pt["predictions"] == pt["labels"]).float().mean().item()

@@ -7,7 +7,7 @@ from torch import nn
 
 from engine_fixtures import ROOT, make_dataset, tiny_cfg
 from video_iared.checkpoint import io as ckpt_io
-from video_iared.data import build_loader
+from video_iared.data import build_loader, build_normalizer
 from video_iared.engine.optim import build_optimizer
 from video_iared.engine.stats import read_stats
 from video_iared.engine.train import train, train_one_epoch
@@ -29,7 +29,7 @@ def test_tiny_model_loss_goes_down(data_dir, tmp_path):
     losses = []
     for it in range(12):
         s = train_one_epoch(model, [batch], opt, nn.CrossEntropyLoss(), it, lambda e: 3e-3, torch.device("cpu"),
-                            show_progress=False)
+                            show_progress=False, normalizer=build_normalizer(cfg))  # uint8 clips by default
         losses.append(s["loss"])
     assert losses[-1] < 0.6 * losses[0], losses
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 9, losses  # going down, not just ending low

@@ -28,12 +28,14 @@ def user_errors() -> tuple:
     (they name the file, line or key), not as a traceback."""
     from video_iared.checkpoint.io import CheckpointError
     from video_iared.data import AnnotationError, TooManyBadVideosError
+    from video_iared.data.readers import BackendUnavailableError
     from video_iared.engine.predict import PredictInputError
     from video_iared.engine.multiview_test import NoVideoEvaluatedError
 
-    # OSError: an OUTPUT_DIR under a file, a read-only or full disk (the message names the path and errno)
-    return (AnnotationError, CheckpointError, OSError, PredictInputError, TooManyBadVideosError,
-            NoVideoEvaluatedError)
+    # OSError: an OUTPUT_DIR under a file, a read-only or full disk (the message names the path and errno);
+    # BackendUnavailableError: DATA.DECODING_BACKEND torchcodec without the package or FFmpeg's libraries (the fix)
+    return (AnnotationError, BackendUnavailableError, CheckpointError, OSError, PredictInputError,
+            TooManyBadVideosError, NoVideoEvaluatedError)
 
 
 def error_text(e: BaseException) -> str:

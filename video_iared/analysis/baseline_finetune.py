@@ -16,7 +16,7 @@ import copy
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -40,10 +40,15 @@ class FinetuneRecipe:
     grad_accum_steps: int = 1
     drop_path_rate: float = 0.0  # stochastic depth, linearly increasing over the blocks (MODEL.DROPPATH_RATE)
     seed: int = 0
+    # the training clips onto the model's input on the device (a ClipNormalizer for uint8 clips; None: floats)
+    normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
 
 def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
-    """IA-RED²'s finetune settings of ``cfg`` (IARED.FINETUNE_LR, SOLVER.*, TRAIN.*), for ``epochs`` epochs."""
+    """IA-RED²'s finetune settings of ``cfg`` (IARED.FINETUNE_LR, SOLVER.*, TRAIN.*, the normaliser of
+    DATA.NORMALIZE_ON_DEVICE), for ``epochs`` epochs."""
+    from video_iared.data.device_normalize import build_normalizer
+
     s = cfg.SOLVER
     if epochs != cfg.IARED.FINETUNE_EPOCHS:
         logger.warning("finetuning the rows %d epochs; IA-RED²'s own finetune had IARED.FINETUNE_EPOCHS %d", epochs,
@@ -53,7 +58,7 @@ def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
                        "finetuned here use the cross-entropy alone", cfg.IARED.FINETUNE_DISTILL)
     return FinetuneRecipe(epochs, cfg.IARED.FINETUNE_LR, s.OPTIMIZING_METHOD, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV,
                           cfg.TRAIN.LABEL_SMOOTHING, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.CLIP_GRAD_NORM,
-                          cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.MODEL.DROPPATH_RATE, cfg.RNG_SEED)
+                          cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.MODEL.DROPPATH_RATE, cfg.RNG_SEED, build_normalizer(cfg))
 
 
 def set_drop_path(model: nn.Module, rate: float) -> None:
@@ -101,7 +106,7 @@ def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, r
         set_loader_epoch(loader, FINETUNE_EPOCH_OFFSET + epoch)
         summary = train_one_epoch(net, loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                   grad_accum_steps=recipe.grad_accum_steps, clip_grad_norm=recipe.clip_grad_norm,
-                                  show_progress=False)
+                                  show_progress=False, normalizer=recipe.normalizer)
     for k, v in attrs.items():
         setattr(net, k, v)
     for p in net.parameters():

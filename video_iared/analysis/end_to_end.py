@@ -186,6 +186,7 @@ def run_end_to_end(
     views_per_chunk: int = 16,
     ensemble_method: str = "mean_softmax",
     warmup_batches: int = 1,
+    normalizer: Optional[Callable] = None,
 ) -> List[EndToEndResult]:
     """The multi-view test path over ``dataset`` (a ``MultiViewDataset``) for every ``(name, model, precision,
     forward_fn)`` variant (``forward_fn``: the test stage's, e.g. ``multiview_test.iared_forward()``).
@@ -193,7 +194,8 @@ def run_end_to_end(
     The videos are loaded once; the variants then take turns batch by batch on the same loaded views (so
     each is timed under the same machine load), each batch through ``run_multiview``; each variant's
     predictions are written to ``out_dir/<variant>_<precision>`` (``.pt`` + ``.csv``) at the end, timed.
-    ``warmup_batches`` untimed batches per variant come first.
+    ``warmup_batches`` untimed batches per variant come first. ``normalizer``: run_multiview's (uint8 views from
+    a dataset built with DATA.NORMALIZE_ON_DEVICE, normalised on ``device`` inside the timed run).
     """
     from video_iared.engine.amp import amp_dtype
     from video_iared.engine.multiview_test import run_multiview
@@ -206,14 +208,14 @@ def run_end_to_end(
     runs = [(m.to(dev).eval(), amp_dtype(dev, p), _CostTimer(fn, dev)) for _, m, p, fn in variants]
     for m, dtype, timed in runs:
         for batch in batches[:warmup_batches]:
-            run_multiview(m, [batch], dev, views_per_chunk, ensemble_method, dtype, timed.forward_fn, False)
+            run_multiview(m, [batch], dev, views_per_chunk, ensemble_method, dtype, timed.forward_fn, False, normalizer)
     records: List[List[Dict]] = [[] for _ in variants]
     for batch in batches:
         for (m, dtype, timed), res, recs in zip(runs, results, records):
             repeat0, cost0 = timed.repeat_s, timed.cost_s
             _sync(dev)
             t0 = time.perf_counter()
-            recs += run_multiview(m, [batch], dev, views_per_chunk, ensemble_method, dtype, timed, False)
+            recs += run_multiview(m, [batch], dev, views_per_chunk, ensemble_method, dtype, timed, False, normalizer)
             _sync(dev)
             res.run_s.append(time.perf_counter() - t0 - (timed.repeat_s - repeat0))
             res.cost_s.append(timed.cost_s - cost0)
@@ -249,14 +251,13 @@ def format_end_to_end_table(results: Sequence[EndToEndResult]) -> str:
 def _folder_dataset(cfg, paths: Sequence[str]):
     """The test stage's ``MultiViewDataset`` over ``paths`` (label 0: the benchmark times, it does not score)."""
     from video_iared.data.annotations import VideoRecord
-    from video_iared.data.build import ADAPTERS, build_sampler, reader_fn
+    from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
     from video_iared.data.multiview import MultiViewDataset
-    from video_iared.data.transforms import TestTransform
 
-    d, t = cfg.DATA, cfg.TEST
+    t = cfg.TEST
     records = [VideoRecord(p, 0, f"{p}") for p in paths]
     return MultiViewDataset(records, reader_fn(cfg), build_sampler(cfg, ADAPTERS[t.DATASET]),
-                            TestTransform(d.TEST_CROP_SIZE, t.NUM_SPATIAL_CROPS, d.MEAN, d.STD), t.NUM_ENSEMBLE_VIEWS)
+                            build_test_transform(cfg, t.NUM_SPATIAL_CROPS), t.NUM_ENSEMBLE_VIEWS)
 
 
 def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Sequence[str] = ("fp32",),
@@ -268,6 +269,7 @@ def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Seque
     ``end_to_end_summary min_speedup_to_gflops_ratio=<float> ...``."""
     from video_iared.analysis.flops import model_gflops
     from video_iared.analysis.speed import load_note
+    from video_iared.data.device_normalize import build_normalizer
     from video_iared.engine.multiview_test import dense_forward, iared_forward
     from video_iared.engine.precision import maybe_compile
     from video_iared.pruning.speed import build_keep_ratio_models
@@ -291,11 +293,14 @@ def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Seque
     dataset = _folder_dataset(cfg, paths)
     print(f"end-to-end multi-view test path: {len(paths)} videos in {folder}, {d.NUM_FRAMES} frames x rate "
           f"{d.SAMPLING_RATE}, {t.NUM_ENSEMBLE_VIEWS} clips x {t.NUM_SPATIAL_CROPS} crops of {d.TEST_CROP_SIZE}, "
-          f"batch {batch_size} videos, backend {d.DECODING_BACKEND}, device {device.type}; before: {load_note()}",
+          f"batch {batch_size} videos, backend {d.DECODING_BACKEND}, device {device.type}, normalised "
+          f"{'on the device (in model ms)' if d.NORMALIZE_ON_DEVICE else 'in the transform (in load ms)'}; "
+          f"before: {load_note()}",
           flush=True)
     c0, w0 = time.process_time(), time.perf_counter()
     results = run_end_to_end(dataset, variants, cfg.MODEL.NUM_CLASSES, os.path.join(folder, "predictions"),
-                             batch_size, device.type, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, warmup_batches)
+                             batch_size, device.type, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, warmup_batches,
+                             build_normalizer(cfg))
     ratio = (time.process_time() - c0) / max(time.perf_counter() - w0, 1e-9)
     print(format_end_to_end_table(results), flush=True)
     print(f"after: {load_note()}; process cpu/wall {ratio:.2f}", flush=True)

@@ -27,6 +27,7 @@ from torch import nn
 
 from video_iared.analysis import interp_metrics as im
 from video_iared.analysis.explain import INTERPRETER_METHODS, METHODS, Explanation, explain, map_to_tokens
+from video_iared.data.device_normalize import as_normalizer, build_normalizer
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ LOWER_IS_BETTER = ("deletion_acc", "deletion_prob")
 class View:
     """One test view of one video: the model input, the frames to show and the foreground.
 
-    clip (C, T, S, S) normalised model input; display (T, S, S, 3) float in [0, 1]; coverage (T, S, S)
+    clip (C, T, S, S) model input: normalised float, or uint8 (``iter_views(normalize=False)``, normalised on
+    the device by ``evaluate_interpretability``'s normaliser); display (T, S, S, 3) float in [0, 1]; coverage (T, S, S)
     float: foreground fraction of every view pixel; indices (T,) the video frames used.
     """
 
@@ -76,18 +78,19 @@ def upsample_map(m: np.ndarray, patch: int) -> np.ndarray:
 
 def iter_views(records: Sequence, data_dir: str, backend: str, sampler, crop_size: int, num_crops: int,
                num_clips: int, mean: Sequence[float], std: Sequence[float], decode_timeout: float = 0.0,
-               failures: Optional[List[str]] = None) -> Iterator[View]:
+               failures: Optional[List[str]] = None, normalize: bool = True) -> Iterator[View]:
     """Every view of every listed video, with its frames and mask mapped through the same geometry.
 
     ``records``: ``VideoRecord``s; ``sampler``: a ``ClipSampler``; views ordered as in the multi-view test
     (view ``v`` = clip ``v // num_crops``, crop ``v % num_crops``). A video that fails to decode is logged
-    and appended to ``failures`` (never replaced); a missing mask raises (wrong data directory)."""
+    and appended to ``failures`` (never replaced); a missing mask raises (wrong data directory). ``normalize``
+    False: the views' ``clip`` stays uint8 (DATA.NORMALIZE_ON_DEVICE); ``display`` and the mask are the same."""
     from video_iared.data.readers import VideoDecodeError, build_reader
     from video_iared.data.transforms import TestTransform
     from video_iared.data.video_dataset import load_frames
     from video_iared.synthetic import load_mask
 
-    model_tf = TestTransform(crop_size, num_crops, mean, std)
+    model_tf = TestTransform(crop_size, num_crops, mean, std, normalize=normalize)
     raw_tf = TestTransform(crop_size, num_crops, [0.0] * 3, [1.0] * 3)
     reader_fn = functools.partial(build_reader, backend=backend, threads=1)
     for vi, rec in enumerate(records):
@@ -206,14 +209,17 @@ def evaluate_interpretability(model: nn.Module, views: Iterator[View], patch: in
                               fg_fraction: float = 0.5, topk: float = 0.1, curve_steps: int = 10,
                               curve_views: int = 1, target: str = "pred", batch: int = 8, seed: int = 0,
                               device: Optional[torch.device] = None,
-                              failed: Optional[List[str]] = None) -> InterpResult:
+                              failed: Optional[List[str]] = None,
+                              normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> InterpResult:
     """Every method's maps on every view against the foreground; deletion / insertion curves.
 
     ``curve_views``: curves on the first n views of each video (0: none; they cost one forward per
     distinct keep set). ``target``: "pred" (explain the dense prediction) or "label" (the true class).
-    Views run ``batch`` at a time."""
+    Views run ``batch`` at a time; ``normalizer`` turns their clips into the model's input on ``device``
+    (``device_normalize``: uint8 clips; None: float clips only)."""
     if target not in ("pred", "label"):
         raise ValueError(f"target must be 'pred' or 'label', got {target!r}")
+    normalize = as_normalizer(normalizer)
     device = device or next(model.parameters()).device
     model.eval()
     fractions = np.linspace(0.0, 1.0, curve_steps + 1) if curve_steps > 0 else np.zeros(0)
@@ -226,7 +232,7 @@ def evaluate_interpretability(model: nn.Module, views: Iterator[View], patch: in
 
     def flush(buf: List[View]) -> None:
         nonlocal curve_n
-        clips = torch.stack([v.clip for v in buf]).to(device)
+        clips = normalize(torch.stack([v.clip for v in buf]).to(device, non_blocking=True))
         labels = torch.tensor([v.label for v in buf], device=device)
         exp: Explanation = explain(model, clips, methods, labels if target == "label" else None,
                                    seed=seed + len(per_view))
@@ -243,7 +249,7 @@ def evaluate_interpretability(model: nn.Module, views: Iterator[View], patch: in
                 acc["iared"].append(float(pruned_pred[b] == v.label))
             curves = None
             if curve_steps > 0 and v.view < curve_views:
-                curves = curve_scores(model, v.clip.to(device), v.label, maps, fractions, seed=seed)
+                curves = curve_scores(model, clips[b], v.label, maps, fractions, seed=seed)
                 curve_n += 1
                 for m, cm in curves.items():
                     for k, arr in cm.items():
@@ -407,7 +413,8 @@ def build_explained_model(cfg, checkpoint: str = "") -> nn.Module:
 
 def views_from_cfg(cfg, max_videos: int = 0, failures: Optional[List[str]] = None,
                    pick: Optional[Sequence[int]] = None) -> Iterator[View]:
-    """The test views of TEST.SPLIT as in the multi-view test (TEST.NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS)."""
+    """The test views of TEST.SPLIT as in the multi-view test (TEST.NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS); their
+    clips uint8 under DATA.NORMALIZE_ON_DEVICE (``build_normalizer(cfg)`` makes them the model's input)."""
     from video_iared.data.build import build_sampler, load_records
 
     records, _, adapter = load_records(cfg, cfg.TEST.SPLIT)
@@ -417,7 +424,8 @@ def views_from_cfg(cfg, max_videos: int = 0, failures: Optional[List[str]] = Non
         records = records[:max_videos]
     d, t = cfg.DATA, cfg.TEST
     return iter_views(records, d.PATH_TO_DATA_DIR, d.DECODING_BACKEND, build_sampler(cfg, adapter), d.TEST_CROP_SIZE,
-                      t.NUM_SPATIAL_CROPS, t.NUM_ENSEMBLE_VIEWS, d.MEAN, d.STD, d.DECODE_TIMEOUT, failures)
+                      t.NUM_SPATIAL_CROPS, t.NUM_ENSEMBLE_VIEWS, d.MEAN, d.STD, d.DECODE_TIMEOUT, failures,
+                      normalize=not d.NORMALIZE_ON_DEVICE)
 
 
 def evaluate_from_cfg(cfg, checkpoint: str = "", out_dir: str = "") -> InterpResult:
@@ -440,7 +448,7 @@ def evaluate_from_cfg(cfg, checkpoint: str = "", out_dir: str = "") -> InterpRes
                              "(IARED.ENABLE False)")
     res = evaluate_interpretability(model, views, cfg.TIMESFORMER.PATCH_SIZE, methods, it.FG_FRACTION,
                                     it.TOPK, steps, it.CURVE_VIEWS, it.TARGET, seed=cfg.RNG_SEED,
-                                    failed=failures)
+                                    failed=failures, normalizer=build_normalizer(cfg))
     out_dir = out_dir or os.path.join(cfg.OUTPUT_DIR, "interpretability")
     paths = write_reports(res, out_dir, it.TOPK)
     logger.info("interpretability reports: %s", ", ".join(paths.values()))
@@ -464,6 +472,7 @@ def visualize_from_cfg(cfg, checkpoint: str = "", num_videos: int = 4, out_dir: 
     from video_iared.data.build import load_records
 
     model = build_explained_model(cfg, checkpoint)
+    normalize, device = build_normalizer(cfg), next(model.parameters()).device
     records, names, _ = load_records(cfg, cfg.TEST.SPLIT)
     pick = pick_videos([r.label for r in records], num_videos)
     out_dir = out_dir or os.path.join(cfg.OUTPUT_DIR, "visualize")
@@ -475,7 +484,7 @@ def visualize_from_cfg(cfg, checkpoint: str = "", num_videos: int = 4, out_dir: 
     for v in views_from_cfg(cfg, pick=pick):
         if v.view != 0:
             continue
-        exp = explain(model, v.clip.unsqueeze(0), methods)
+        exp = explain(model, normalize(v.clip.unsqueeze(0).to(device)), methods)
         pred = int(exp.dense_logits[0].argmax())
         pruned = int(exp.interp.logits[0].argmax()) if exp.interp is not None else None
         name = lambda k: names[k] if names and 0 <= k < len(names) else str(k)  # noqa: E731

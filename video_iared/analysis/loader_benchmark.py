@@ -3,7 +3,8 @@
 For each decoding backend it measures, on the configured data:
 - ``decode_ms_per_clip``: open + decode one training clip in this process (one thread; wall time, and
   ``decode_cpu_ms_per_clip``, the CPU time, which other processes sharing the cores do not inflate),
-  ``transform_ms_per_clip``: the training transform of that clip, and ``test_decode_ms_per_video``: open +
+  ``transform_ms_per_clip``: the training transform of that clip (with DATA.NORMALIZE_ON_DEVICE, the default,
+  it stops at uint8: the device normalises), and ``test_decode_ms_per_video``: open +
   decode all NUM_ENSEMBLE_VIEWS clips of one test video (one decode of their union);
 - ``train_clips_per_s``: the training loader at DATA_LOADER.NUM_WORKERS workers (after warm-up batches);
 - ``test_videos_per_s`` / ``test_views_per_s``: the multi-view loader (each video decoded once);
@@ -178,10 +179,13 @@ def benchmark_loader(
 
 def format_results(cfg: CfgNode, out: Dict[str, object]) -> str:
     d = cfg.DATA
+    handoff = ("uint8 (DATA.NORMALIZE_ON_DEVICE: normalised on the device, not in the workers)" if d.NORMALIZE_ON_DEVICE
+               else "normalised float32 (DATA.NORMALIZE_ON_DEVICE False)")
     lines = [
         f"loader benchmark: {d.PATH_TO_DATA_DIR}, {d.NUM_FRAMES} frames x rate {d.SAMPLING_RATE}, crop "
         f"{d.TRAIN_CROP_SIZE} (jitter {list(d.TRAIN_JITTER_SCALES)}), test {cfg.TEST.NUM_ENSEMBLE_VIEWS}x"
-        f"{cfg.TEST.NUM_SPATIAL_CROPS} views at {d.TEST_CROP_SIZE}, {out['workers']} workers, batch {out['batch_size']}",
+        f"{cfg.TEST.NUM_SPATIAL_CROPS} views at {d.TEST_CROP_SIZE}, {out['workers']} workers, batch {out['batch_size']}, "
+        f"clips handed over as {handoff}",
         f"machine: {os.cpu_count()} cores, load average {out['load_average']:.1f} (other processes share the cores)",
     ]
     for name, r in out["backends"].items():

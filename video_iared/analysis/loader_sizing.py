@@ -5,10 +5,13 @@ At the clip settings of the given config (configs/k400_dense.yaml: 8 frames at s
 scrolling texture so the codec works as on real footage), for each decoding backend, in this process with one
 thread (a DataLoader worker runs with one torch thread):
 - a training clip: decode, the transform's uint8 part (scale, crop, flip) and its normalisation to float;
-- a test video: one decode of the clip, its 3 crops, normalised (``MultiViewDataset``).
+- a test video: one decode of the clip, its 3 crops (``MultiViewDataset`` as the config builds it: normalised
+  in the worker only with DATA.NORMALIZE_ON_DEVICE False).
 ``clips/s per worker`` = 1 / seconds per clip. Handing uint8 clips to the device and normalising there (as a
-GPU input pipeline does) saves the normalisation's CPU time and 4x the bytes moved per clip; both rates are
-printed. ``workers per GPU`` = ceil(GPU model rate / per-worker rate) for the rates given as flags — each
+GPU input pipeline does, and as DATA.NORMALIZE_ON_DEVICE True, the default, makes the loops do) saves the
+normalisation's CPU time and 4x the bytes moved per clip; both rates are printed (``transform_ms`` and
+``train_clips_per_s_per_worker`` are the float handoff's, ``uint8_*`` the uint8 handoff's), and the header
+says which one the config's workers run. ``workers per GPU`` = ceil(GPU model rate / per-worker rate) for the rates given as flags — each
 worker wants a core of its own (rates add up only while there are idle cores: compare with os.cpu_count()).
 """
 from __future__ import annotations
@@ -74,8 +77,10 @@ def _sizing_cfg(cfg: CfgNode, data_dir: str, backend: str) -> CfgNode:
 
 
 def time_one_worker(cfg: CfgNode, clips: int = 8) -> Dict[str, float]:
-    """ms per training clip (decode / uint8 transform / normalisation) and per test video (all its views), one
-    thread; ``views``: views per test video."""
+    """ms per training clip (decode / transform / normalisation) and per test video (all its views), one
+    thread; ``views``: views per test video. ``transform_ms`` is the float handoff's transform (uint8 part +
+    normalisation): measured as it is when the workers normalise, else the measured uint8 transform plus
+    ``normalise_ms`` (DATA.NORMALIZE_ON_DEVICE: the config's transform stops at uint8)."""
     train, test = build_dataset(cfg, "train"), build_multiview_dataset(cfg, "test")
     rng = np.random.default_rng(0)
     d = cfg.DATA
@@ -85,7 +90,7 @@ def time_one_worker(cfg: CfgNode, clips: int = 8) -> Dict[str, float]:
         t0 = time.perf_counter()
         (frames,) = load_frames(train.reader_fn, rec.path, lambda n, fps: [train.sampler(n, -1, 1, rng, fps)])
         t1 = time.perf_counter()
-        clip = train.transform(frames, rng)  # float (C, T, crop, crop), normalised at its end
+        clip = train.transform(frames, rng)  # (C, T, crop, crop): float normalised, or uint8 (NORMALIZE_ON_DEVICE)
         t2 = time.perf_counter()
         crop = torch.randint(0, 256, (clip.shape[1], clip.shape[0], *clip.shape[2:]), dtype=torch.uint8)
         t3 = time.perf_counter()
@@ -98,6 +103,8 @@ def time_one_worker(cfg: CfgNode, clips: int = 8) -> Dict[str, float]:
         t["normalise"] += t4 - t3
         t["test"] += t5 - t4
     out = {f"{k}_ms": 1000 * v / clips for k, v in t.items()}
+    if not train.transform.normalize:  # the workers hand over uint8: the float handoff adds the normalisation
+        out["transform_ms"] += out["normalise_ms"]
     out["views"] = float(test.num_views)
     out["clip_bytes_float"] = float(clip.numel() * 4)
     return out
@@ -135,6 +142,15 @@ def sizing_rows(cfg: CfgNode, data_dir: str, backends: Sequence[str], clips: int
     return rows
 
 
+def _handoff_note(on_device: bool) -> str:
+    """Which of the two training rates the config's workers run (DATA.NORMALIZE_ON_DEVICE)."""
+    if on_device:
+        return ("DATA.NORMALIZE_ON_DEVICE True: the workers hand over uint8 clips and do not normalise (the device "
+                "does): size with uint8_clips_per_s_per_worker / workers_per_gpu_train_uint8; test views are uint8")
+    return ("DATA.NORMALIZE_ON_DEVICE False: the workers normalise to float32: size with "
+            "train_clips_per_s_per_worker / workers_per_gpu_train; test views are normalised in the worker")
+
+
 def format_sizing(cfg: CfgNode, rows: Sequence[Dict[str, object]], gpu_train: Optional[float],
                   gpu_test: Optional[float]) -> str:
     """The table and one ``sizing backend=...`` line per backend (machine readable)."""
@@ -142,7 +158,8 @@ def format_sizing(cfg: CfgNode, rows: Sequence[Dict[str, object]], gpu_train: Op
     lines = [f"loader sizing: {d.NUM_FRAMES} frames x rate {d.SAMPLING_RATE}, jitter {list(d.TRAIN_JITTER_SCALES)}, "
              f"crop {d.TRAIN_CROP_SIZE}; test {t.NUM_ENSEMBLE_VIEWS}x{t.NUM_SPATIAL_CROPS} views at {d.TEST_CROP_SIZE}; "
              f"one worker = one process, one thread; this machine: {os.cpu_count()} cores, load average "
-             f"{os.getloadavg()[0]:.1f}; GPU model rates given: train {gpu_train or '-'} clips/s, test {gpu_test or '-'} views/s"]
+             f"{os.getloadavg()[0]:.1f}; GPU model rates given: train {gpu_train or '-'} clips/s, test {gpu_test or '-'} views/s",
+             _handoff_note(bool(d.NORMALIZE_ON_DEVICE))]
     for r in rows:
         if "skipped" in r:
             lines.append(f"sizing backend={r['backend']} skipped: {r['skipped']}")

@@ -30,7 +30,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -195,8 +195,10 @@ def cache_multiview(loader, max_videos: int = 0) -> List[List[Dict]]:
 
 
 def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num_classes: int, views: int,
-                     device: torch.device, views_per_chunk: int, groups: Sequence[int]) -> None:
-    """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax)."""
+                     device: torch.device, views_per_chunk: int, groups: Sequence[int],
+                     normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
+    """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax);
+    ``normalizer``: the views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
     from video_iared.engine.multiview_test import ChunkOutput, run_multiview, summarize
 
     def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
@@ -209,7 +211,7 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
         if hasattr(base, "reseed"):  # the random baseline: the same draws for every run of the benchmark
             base.reseed()
         records = run_multiview(var.model, batches, device, views_per_chunk, "mean_softmax", None, fwd,
-                                show_progress=False)
+                                show_progress=False, normalizer=normalizer)
         s = summarize(records, num_classes, views)
         var.results.update(top1=s["video_top1"], top5=s["video_top5"], videos=s["videos"], failed=s["failed"])
         if var.method == "iared_threshold" and "keep_rates" in s:
@@ -541,13 +543,17 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
                            "baselines are", len(groups) - 1, opts.iared_checkpoint or "the IA-RED² checkpoint")
         finetune_note = finetune_rows(variants, cfg, opts.finetune_epochs, device, iared, curriculum)
     if opts.accuracy:
-        from video_iared.data import build_multiview_loader
+        from video_iared.data import build_multiview_loader, build_normalizer
 
+        normalize = build_normalizer(cfg)  # uint8 views cached under DATA.NORMALIZE_ON_DEVICE: 4x less memory
         batches = cache_multiview(build_multiview_loader(cfg, cfg.TEST.SPLIT), opts.max_videos)
         pool = torch.cat([it["views"] for b in batches for it in b if it.get("views") is not None])
         logger.info("test split %s: %d videos, %d views cached", cfg.TEST.SPLIT, sum(len(b) for b in batches),
                     pool.shape[0])
-        measure_accuracy(variants, batches, cfg.MODEL.NUM_CLASSES, views, device, cfg.TEST.VIEWS_PER_CHUNK, groups)
+        measure_accuracy(variants, batches, cfg.MODEL.NUM_CLASSES, views, device, cfg.TEST.VIEWS_PER_CHUNK, groups,
+                         normalize)
+        # the views the GFLOPs and the timed forwards take, as the model's input on the device
+        pool = normalize(pool[: max(max(opts.batch_sizes), opts.gflops_views)].to(device, non_blocking=True))
         clip_source = "real test views"
     else:
         n = max(max(opts.batch_sizes), opts.gflops_views)

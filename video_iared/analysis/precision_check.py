@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -129,10 +129,12 @@ def kept_set_agreement(model: nn.Module, clips: torch.Tensor, precision: str = "
 
 def video_prediction_agreement(model: nn.Module, batches: Sequence[List[Dict]], device: torch.device,
                                precision: str = "bf16", views_per_chunk: int = 16,
-                               ensemble_method: str = "mean_softmax", fp32_islands: bool = False) -> Dict:
+                               ensemble_method: str = "mean_softmax", fp32_islands: bool = False,
+                               normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Dict:
     """Multi-view evaluation of the same decoded ``batches`` (lists of multi-view items, the loader's
     contract) in float32 and at ``precision``; the ensembles are float32 in both runs. ``fp32_islands``
-    keeps the interpreters and the classifier head in float32 in the low-precision run (``float32_islands``).
+    keeps the interpreters and the classifier head in float32 in the low-precision run (``float32_islands``);
+    ``normalizer``: the views' on the device (``run_multiview``: uint8 views under DATA.NORMALIZE_ON_DEVICE).
 
     Returns ``videos``, ``same_prediction`` (fraction of videos with the same top-1 class), ``top1_fp32``,
     ``top1_low`` (percent), ``top1_diff`` (points, low - fp32), ``max_prob_diff`` (largest change of any
@@ -147,7 +149,7 @@ def video_prediction_agreement(model: nn.Module, batches: Sequence[List[Dict]], 
         ctx = float32_islands(model) if fp32_islands and p != "fp32" else contextlib.nullcontext()
         with ctx:
             recs = run_multiview(model, batches, device, views_per_chunk, ensemble_method,
-                                 precision_dtype(p, device), fwd, show_progress=False)
+                                 precision_dtype(p, device), fwd, show_progress=False, normalizer=normalizer)
         runs[p] = {r["index"]: r for r in recs if r["probs"] is not None}
     common = sorted(set(runs["fp32"]) & set(runs[precision]))
     if not common:
@@ -170,10 +172,11 @@ def video_prediction_agreement(model: nn.Module, batches: Sequence[List[Dict]], 
 
 def check_from_cfg(cfg, precision: str = "bf16", max_videos: int = 0) -> Dict:
     """Both checks on cfg's TEST.SPLIT with the weights ``build_test_model`` picks; prints result lines."""
-    from video_iared.data import build_multiview_loader
+    from video_iared.data import build_multiview_loader, build_normalizer
     from video_iared.engine.multiview_test import build_test_model
 
     device = device_from_cfg(cfg)
+    normalize = build_normalizer(cfg)
     model = build_test_model(cfg, device)
     batches, n = [], 0
     for batch in build_multiview_loader(cfg, cfg.TEST.SPLIT):  # decode once, run twice
@@ -184,13 +187,14 @@ def check_from_cfg(cfg, precision: str = "bf16", max_videos: int = 0) -> Dict:
     out = {}
     for islands in (False, True):
         pred = video_prediction_agreement(model, batches, device, precision, cfg.TEST.VIEWS_PER_CHUNK,
-                                          cfg.TEST.ENSEMBLE_METHOD, fp32_islands=islands)
+                                          cfg.TEST.ENSEMBLE_METHOD, fp32_islands=islands, normalizer=normalize)
         out["predictions_fp32_islands" if islands else "predictions"] = pred
         print("precision_check predictions fp32_islands={i} videos={videos} same_prediction={same_prediction:.4f} "
               "top1_fp32={top1_fp32:.2f} top1_{p}={top1_low:.2f} top1_diff={top1_diff:+.2f} "
               "max_prob_diff={max_prob_diff:.4g}".format(i=int(islands), p=precision, **pred), flush=True)
     if cfg.IARED.ENABLE:
-        views = torch.cat([it["views"] for b in batches for it in b if it.get("views") is not None]).to(device)
+        views = torch.cat([it["views"] for b in batches for it in b if it.get("views") is not None])
+        views = normalize(views.to(device, non_blocking=True))
         for fp32_interp in (False, True):
             rows = [kept_set_agreement(model, chunk, precision, fp32_interp) for chunk in views.split(cfg.TEST.VIEWS_PER_CHUNK)]
             total = sum(r["tokens"] for r in rows)

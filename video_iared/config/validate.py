@@ -101,6 +101,8 @@ def validate_config(cfg: CfgNode) -> None:
     for key in ("DATA.MEAN", "DATA.STD"):
         _require(len(_get(cfg, key)) == cfg.DATA.INPUT_CHANNEL_NUM[0], key, "needs one value per input channel")
     _require(all(s > 0 for s in cfg.DATA.STD), "DATA.STD", "must be > 0")
+    _require(isinstance(cfg.DATA.NORMALIZE_ON_DEVICE, bool), "DATA.NORMALIZE_ON_DEVICE",
+             f"must be True or False, got {cfg.DATA.NORMALIZE_ON_DEVICE!r}")
     _require(0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0, "DATA.MAX_BAD_FRACTION", "must be in [0, 1]")
     _require(cfg.DATA.DECODE_TIMEOUT > 0, "DATA.DECODE_TIMEOUT", "must be > 0")
     _require(cfg.DATA.PATH_LABEL_SEPARATOR != "", "DATA.PATH_LABEL_SEPARATOR",

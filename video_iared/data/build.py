@@ -103,17 +103,28 @@ def build_sampler(cfg: CfgNode, adapter: ModuleType) -> ClipSampler:
     return ClipSampler(adapter.SAMPLING, d.NUM_FRAMES, d.SAMPLING_RATE, d.TARGET_FPS)
 
 
+def build_train_transform(cfg: CfgNode, adapter: ModuleType) -> TrainTransform:
+    """Jitter / crop / flip (where the dataset allows it); uint8 out with DATA.NORMALIZE_ON_DEVICE."""
+    d = cfg.DATA
+    flip = bool(d.RANDOM_FLIP and adapter.ALLOW_FLIP)
+    return TrainTransform(tuple(d.TRAIN_JITTER_SCALES), d.TRAIN_CROP_SIZE, flip, d.MEAN, d.STD,
+                          normalize=not d.NORMALIZE_ON_DEVICE)
+
+
+def build_test_transform(cfg: CfgNode, num_crops: int) -> TestTransform:
+    """``num_crops`` crops at TEST_CROP_SIZE; uint8 out with DATA.NORMALIZE_ON_DEVICE (the loops normalise)."""
+    d = cfg.DATA
+    return TestTransform(d.TEST_CROP_SIZE, num_crops, d.MEAN, d.STD, normalize=not d.NORMALIZE_ON_DEVICE)
+
+
 def build_dataset(cfg: CfgNode, split: str) -> VideoClipDataset:
     """The clip dataset of ``split``: random clips with jitter / crop / flip for "train"; for "val" and
-    "test" the centre clip and centre crop at TEST_CROP_SIZE (deterministic, unlike PySlowFast's val)."""
+    "test" the centre clip and centre crop at TEST_CROP_SIZE (deterministic, unlike PySlowFast's val). Clips are
+    uint8 with DATA.NORMALIZE_ON_DEVICE (normalise them with ``device_normalize.build_normalizer(cfg)``)."""
     records, names, adapter = load_records(cfg, split)
     d = cfg.DATA
     train = split == "train"
-    if train:
-        flip = bool(d.RANDOM_FLIP and adapter.ALLOW_FLIP)
-        transform = TrainTransform(tuple(d.TRAIN_JITTER_SCALES), d.TRAIN_CROP_SIZE, flip, d.MEAN, d.STD)
-    else:
-        transform = TestTransform(d.TEST_CROP_SIZE, 1, d.MEAN, d.STD)
+    transform = build_train_transform(cfg, adapter) if train else build_test_transform(cfg, 1)
     return VideoClipDataset(
         records, reader_fn(cfg), build_sampler(cfg, adapter), transform, train,
         max_bad_fraction=d.MAX_BAD_FRACTION, decode_timeout=d.DECODE_TIMEOUT, class_names=names,
@@ -122,11 +133,11 @@ def build_dataset(cfg: CfgNode, split: str) -> VideoClipDataset:
 
 
 def build_multiview_dataset(cfg: CfgNode, split: str) -> MultiViewDataset:
-    """One item per video of ``split`` with all TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views."""
+    """One item per video of ``split`` with all TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views (uint8
+    with DATA.NORMALIZE_ON_DEVICE)."""
     records, names, adapter = load_records(cfg, split)
     d, t = cfg.DATA, cfg.TEST
     return MultiViewDataset(
-        records, reader_fn(cfg), build_sampler(cfg, adapter),
-        TestTransform(d.TEST_CROP_SIZE, t.NUM_SPATIAL_CROPS, d.MEAN, d.STD),
+        records, reader_fn(cfg), build_sampler(cfg, adapter), build_test_transform(cfg, t.NUM_SPATIAL_CROPS),
         t.NUM_ENSEMBLE_VIEWS, decode_timeout=d.DECODE_TIMEOUT, class_names=names,
     )

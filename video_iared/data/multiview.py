@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 class MultiViewDataset(VideoListDataset):
     """One item per video with all ``num_clips x num_crops`` views.
 
-    Item: ``{"index", "path", "label", "views": float (V, C, T, H, W) or None, "error": str or None}``,
+    Item: ``{"index", "path", "label", "views": (V, C, T, H, W) or None, "error": str or None}``, views float or
+    uint8 (a transform with ``normalize=False``: the device normalises),
     V = num_clips x num_crops, view ``v`` = clip ``v // num_crops``, crop ``v % num_crops``. A video that
     fails is never replaced: ``views`` is None and ``error`` holds the reason.
 

@@ -135,8 +135,9 @@ def encoded_video_reader_fn(decoder: str) -> Callable[[str], VideoReader]:
 
 class LabeledVideoItems(Dataset):
     """Our clip dataset with pytorchvideo's item dict (``LabeledVideoDataset``'s keys), for code written
-    against pytorchvideo: ``{"video": float (C, T, H, W), "label": int, "video_name": str, "video_index": int,
-    "clip_index": 0, "aug_index": 0}`` (plus ``"bad"``: 1 when a bad training video was replaced)."""
+    against pytorchvideo: ``{"video": (C, T, H, W), "label": int, "video_name": str, "video_index": int,
+    "clip_index": 0, "aug_index": 0}`` (plus ``"bad"``: 1 when a bad training video was replaced); ``video`` is
+    float, or uint8 from a dataset built with DATA.NORMALIZE_ON_DEVICE (``device_normalize`` normalises it)."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset

@@ -159,14 +159,15 @@ class VideoListDataset(Dataset):
 class VideoClipDataset(VideoListDataset):
     """One clip per item from a list of videos.
 
-    Item: ``{"clip": float (C, T, H, W), "label": int, "index": int, "bad": int}``; in evaluation a
+    Item: ``{"clip": float (C, T, H, W) (uint8 from a transform built with ``normalize=False``), "label": int,
+    "index": int, "bad": int}``; in evaluation a
     failed video gives ``{"clip": None, "label", "index", "bad": 0, "path", "error": reason}``.
 
     Args:
         records: the videos (path, label, source).
         reader_fn: opens a path, e.g. ``functools.partial(build_reader, backend="pyav")`` (picklable).
         sampler: picks the clip's frame indices.
-        transform: ``(frames uint8 (T, H, W, C), rng) -> float (C, T, H, W)`` in training, or a
+        transform: ``(frames uint8 (T, H, W, C), rng) -> (C, T, H, W)`` (float, or uint8) in training, or a
             ``TestTransform`` with one crop in evaluation.
         train: random clips and the replacement policy (else the centre clip and failure records).
         max_bad_fraction: training stops when more than this fraction of the videos failed.

@@ -1,7 +1,7 @@
 """Clip-level validation during training: one clip per video, top-1 / top-5 and loss over all processes."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -17,12 +17,17 @@ def evaluate(
     loader,
     device: torch.device,
     dtype: Optional[torch.dtype] = None,
+    normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> Dict[str, float]:
     """Top-1 / top-5 (percent) and mean cross-entropy of ``model`` over ``loader``'s clips.
 
     ``loader`` yields dicts with ``clip`` (B, C, T, H, W) and ``label`` (B,). Counts are summed over all
-    processes, so every rank returns the same figures. The model is left in eval mode.
+    processes, so every rank returns the same figures. The model is left in eval mode. ``normalizer``: applied
+    to each clip batch on ``device`` (``device_normalize``: uint8 clips; None: float clips only).
     """
+    from video_iared.data.device_normalize import as_normalizer
+
+    normalize = as_normalizer(normalizer)
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     c1 = c5 = n = 0
@@ -32,7 +37,7 @@ def evaluate(
         failed += len(batch.get("failed", []))  # undecodable videos: counted, not replaced
         if batch["clip"] is None:
             continue
-        x = batch["clip"].to(device, non_blocking=True)
+        x = normalize(batch["clip"].to(device, non_blocking=True))
         y = torch.as_tensor(batch["label"]).to(device)
         with autocast(device, dtype):
             logits = model(x)

@@ -49,6 +49,8 @@ class ChunkOutput:
 ForwardFn = Callable[[nn.Module, torch.Tensor], ChunkOutput]
 # gflops_fn(model, views (n, C, T, H, W)) -> GFLOPs per view (n,)
 GFlopsFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+# normalizer(views on the device) -> the model's input (data.device_normalize: uint8 views normalised there)
+Normalizer = Callable[[torch.Tensor], torch.Tensor]
 
 
 def dense_forward(gflops_per_view: Optional[float] = None) -> ForwardFn:
@@ -70,6 +72,7 @@ def run_multiview(
     dtype: Optional[torch.dtype] = None,
     forward_fn: Optional[ForwardFn] = None,
     show_progress: bool = True,
+    normalizer: Optional[Normalizer] = None,
 ) -> List[Dict]:
     """Per-video records of this process's shard (see ``results.write_predictions`` for the fields).
 
@@ -77,18 +80,21 @@ def run_multiview(
     Under a low-precision ``dtype`` the matmul weights are held in it for the whole run
     (``engine.precision.matmul_weights_in``: cast once, not by autocast on every chunk; same logits) and
     put back in float32 at the end; a ``forward_fn`` that runs the model in float32 wraps that in
-    ``float32_weights``.
+    ``float32_weights``. ``normalizer``: applied to every chunk of views on ``device`` (uint8 views under
+    DATA.NORMALIZE_ON_DEVICE: ``device_normalize.build_normalizer(cfg)``; None: float views only).
     """
+    from video_iared.data.device_normalize import as_normalizer
     from video_iared.engine.precision import matmul_weights_in
 
     model.eval()
     with matmul_weights_in(model, dtype):
         return _run_chunks(model, loader, device, views_per_chunk, ensemble_method, dtype,
-                           forward_fn or dense_forward(), show_progress)
+                           forward_fn or dense_forward(), show_progress, as_normalizer(normalizer))
 
 
 def _run_chunks(model: nn.Module, loader, device: torch.device, views_per_chunk: int, ensemble_method: str,
-                dtype: Optional[torch.dtype], forward_fn: ForwardFn, show_progress: bool) -> List[Dict]:
+                dtype: Optional[torch.dtype], forward_fn: ForwardFn, show_progress: bool,
+                normalize: Normalizer) -> List[Dict]:
     """The loop of ``run_multiview``: views of every batch concatenated, run in chunks, split back per video."""
     records: List[Dict] = []
     total = len(loader) if hasattr(loader, "__len__") else None
@@ -105,8 +111,9 @@ def _run_chunks(model: nn.Module, loader, device: torch.device, views_per_chunk:
         views = torch.cat([it["views"] for it in good])  # (sum V, C, T, H, W)
         logits, gflops, keeps = [], [], []
         for chunk in views.split(views_per_chunk):
+            x = normalize(chunk.to(device, non_blocking=True))  # float32, before autocast
             with autocast(device, dtype):
-                out = forward_fn(model, chunk.to(device, non_blocking=True))
+                out = forward_fn(model, x)
             logits.append(out.logits.float().cpu())
             gflops.append(out.gflops.float().cpu() if out.gflops is not None else torch.full((chunk.shape[0],), math.nan))
             if out.keep_rates is not None:
@@ -317,7 +324,7 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     import os
 
     from video_iared.analysis.flops import log_model_info, model_gflops
-    from video_iared.data import build_multiview_loader
+    from video_iared.data import build_multiview_loader, build_normalizer
     from video_iared.engine.amp import amp_dtype
     from video_iared.engine.precision import maybe_compile
     from video_iared.engine.results import write_predictions
@@ -345,7 +352,8 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     # the pruned model's shapes change with every clip's kept set: compile it with dynamic shapes
     run_model = maybe_compile(model, t.COMPILE, dynamic=True if cfg.IARED.ENABLE else None)
     t0 = time.perf_counter()
-    local = run_multiview(run_model, loader, device, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, dtype, forward_fn)
+    local = run_multiview(run_model, loader, device, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD, dtype, forward_fn,
+                          normalizer=build_normalizer(cfg))
     seconds = time.perf_counter() - t0
     records = gather_records(local)
     summary = summarize(records, cfg.MODEL.NUM_CLASSES, views)

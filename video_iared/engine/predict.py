@@ -180,10 +180,10 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
     from torch.utils.data import DataLoader
 
     from video_iared.data.annotations import VideoRecord
-    from video_iared.data.build import ADAPTERS, build_sampler, reader_fn
+    from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
+    from video_iared.data.device_normalize import build_normalizer
     from video_iared.data.loader import ShardSampler, collate_list
     from video_iared.data.multiview import MultiViewDataset
-    from video_iared.data.transforms import TestTransform
     from video_iared.engine.amp import amp_dtype
     from video_iared.engine.precision import maybe_compile
     from video_iared.engine.multiview_test import (NoVideoEvaluatedError, build_test_model, dense_forward,
@@ -204,8 +204,8 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
     # label -1: unknown (the records are not a labelled split)
     records = [VideoRecord(path, -1, f"{p.INPUT}[{i}]") for i, path in enumerate(paths)]
     dataset = MultiViewDataset(records, reader_fn(cfg), build_sampler(cfg, ADAPTERS[t.DATASET]),
-                               TestTransform(d.TEST_CROP_SIZE, t.NUM_SPATIAL_CROPS, d.MEAN, d.STD),
-                               t.NUM_ENSEMBLE_VIEWS, decode_timeout=d.DECODE_TIMEOUT, class_names=names)
+                               build_test_transform(cfg, t.NUM_SPATIAL_CROPS), t.NUM_ENSEMBLE_VIEWS,
+                               decode_timeout=d.DECODE_TIMEOUT, class_names=names)
     workers = cfg.DATA_LOADER.NUM_WORKERS
     loader = DataLoader(dataset, batch_size=max(1, t.BATCH_SIZE // info.world_size),
                         sampler=ShardSampler(len(dataset), info.rank, info.world_size), collate_fn=collate_list,
@@ -214,7 +214,7 @@ def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> st
                 dataset.num_views, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS)
     run_model = maybe_compile(model, t.COMPILE, dynamic=True if cfg.IARED.ENABLE else None)
     local = run_multiview(run_model, loader, info.device, t.VIEWS_PER_CHUNK, t.ENSEMBLE_METHOD,
-                          amp_dtype(info.device, t.PRECISION), forward_fn)
+                          amp_dtype(info.device, t.PRECISION), forward_fn, normalizer=build_normalizer(cfg))
     records_out = gather_records(local)
     out = os.path.abspath(os.path.join(cfg.OUTPUT_DIR, p.OUTPUT))
     if info.is_main:

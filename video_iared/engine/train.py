@@ -59,6 +59,7 @@ def train_one_epoch(
     stats: Optional[StatsWriter] = None,
     log_period: int = 10,
     show_progress: bool = True,
+    normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> Dict[str, float]:
     """Train for one pass over ``loader``; returns the epoch's mean loss, top-1 (%), clips/s, data time, bad count.
 
@@ -67,8 +68,12 @@ def train_one_epoch(
     micro-batches make one optimizer step (a shorter group at the end of the epoch still steps, its losses
     weighted by its own size). ``epoch`` is 0-based; the learning rate is ``lr_fn(epoch + i / len(loader))``
     at micro-batch i. Parameters without a gradient (frozen, or on a pruned path) are skipped by clipping
-    and by the optimizer.
+    and by the optimizer. ``normalizer``: applied to each clip batch on ``device`` (a ``ClipNormalizer`` for
+    uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: float clips, normalised by the loader workers).
     """
+    from video_iared.data.device_normalize import as_normalizer
+
+    normalize = as_normalizer(normalizer)
     model.train()
     meter = TrainMeter()
     n_iters = len(loader)
@@ -87,7 +92,7 @@ def train_one_epoch(
             lr = lr_fn(epoch + it / max(n_iters, 1))
             set_lr(optimizer, lr)
             optimizer.zero_grad(set_to_none=True)
-        x = batch["clip"].to(device, non_blocking=True)
+        x = normalize(batch["clip"].to(device, non_blocking=True))
         y = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
         bad = int(torch.as_tensor(batch.get("bad", 0)).sum())
         # Only the last micro-batch of a group synchronises gradients across processes.
@@ -189,6 +194,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     weights when set. Validates every TRAIN.EVAL_PERIOD epochs and keeps ``checkpoint_best.pyth`` (highest
     clip-level val top-1). Only rank 0 writes checkpoints and stats.jsonl.
     """
+    from video_iared.data.device_normalize import build_normalizer
     from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.models import build_model
 
@@ -197,6 +203,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     # Data first: a missing list file or video fails in a second, before a large model is built.
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size) if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    normalize = build_normalizer(cfg)  # DATA.NORMALIZE_ON_DEVICE: uint8 clips, normalised on the device
     # Seeded here, not only by run(): the same config gives the same initial weights whoever calls train().
     torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg).to(device)
@@ -251,7 +258,8 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         set_loader_epoch(train_loader, epoch)
         t0 = time.perf_counter()
         summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                  cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD)
+                                  cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD,
+                                  normalizer=normalize)
         if info.distributed:
             reduce_epoch_summary(summary, device)
         logger.info("epoch %d/%d: loss %.4f, train top-1 %.2f%%, %.1f clips/s, data %.3f s/it, lr %.2e, "
@@ -262,7 +270,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         done = epoch + 1
         val = None
         if val_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or done == s.MAX_EPOCH):
-            val = evaluate(net, val_loader, device, dtype)
+            val = evaluate(net, val_loader, device, dtype, normalize)
             logger.info("epoch %d val (clip level): top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d clips",
                         done, val["top1"], val["top5"], val["loss"], val["clips"])
             stats.write({"stage": "val", "epoch": done, **val})

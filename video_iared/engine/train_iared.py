@@ -63,6 +63,7 @@ def _fmt(v) -> str:
 def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     """Curriculum (one stage per group, IARED.CURRICULUM_EPOCHS each) + IARED.FINETUNE_EPOCHS of finetuning."""
     from video_iared.checkpoint import load_checkpoint
+    from video_iared.data.device_normalize import build_normalizer
     from video_iared.data.loader import build_loader, set_loader_epoch
     from video_iared.pruning import build_iared_model
 
@@ -83,6 +84,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             logger.info("removed %s, left by an interrupted checkpoint write", path)
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
+    normalize = build_normalizer(cfg)  # DATA.NORMALIZE_ON_DEVICE: uint8 clips, normalised on the device
     G = model.num_groups
     mode = ia.MODE
     reduce_fn = partial(du.all_reduce_sum, device=device)  # statistics over every process's shard
@@ -113,8 +115,8 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
             # cosine decay of the interpreter's learning rate within the stage
             lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
             tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr,
-                                  reduce_fn, pdtype)
-            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn, pdtype)
+                                  reduce_fn, pdtype, normalize)
+            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn, pdtype, normalize)
             logger.info(
                 "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
                 "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, block cost (analytic) %.3f, %.0f s",
@@ -159,7 +161,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
 def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str, reduce_fn):
     """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
     (on IARED.CALIBRATION_VIDEOS val videos; ``reduce_fn`` sums over processes: every process the same answer)."""
-    from video_iared.data import build_loader
+    from video_iared.data import build_loader, build_normalizer
     from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
     from video_iared.pruning.cost import dense_gflops
 
@@ -172,7 +174,8 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     try:
         # in the test stage's precision: the threshold is calibrated on the decisions the test will make
         cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=reduce_fn, dtype=amp_dtype(device, cfg.TEST.PRECISION))
+                                  reduce_fn=reduce_fn, dtype=amp_dtype(device, cfg.TEST.PRECISION),
+                                  normalizer=build_normalizer(cfg))
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e
@@ -227,11 +230,13 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
               reduce_fn) -> None:
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens
     (``reduce_fn``: the val statistics over every process's shard)."""
+    from video_iared.data.device_normalize import build_normalizer
     from video_iared.data.loader import set_loader_epoch
     from video_iared.engine.amp import make_scaler
     from video_iared.engine.train import reduce_epoch_summary, train_one_epoch, wrap_ddp
 
     ia = cfg.IARED
+    normalize = build_normalizer(cfg)
     set_stage(model, FINETUNE)
     model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
     s = cfg.SOLVER
@@ -255,11 +260,13 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
             torch.manual_seed(cfg.RNG_SEED + FINETUNE_EPOCH_OFFSET + epoch)
             set_loader_epoch(train_loader, FINETUNE_EPOCH_OFFSET + epoch)
             summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                      cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD)
+                                      cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD,
+                                      normalizer=normalize)
             model.group_policy = None
             if info.distributed:
                 reduce_epoch_summary(summary, device)
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype)
+            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype,
+                                    normalize)
             model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
             logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
                         epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 MAX_THRESHOLD = 0.999
 
 ReduceFn = Callable[[List[float]], List[float]]
+Normalizer = Callable[[torch.Tensor], torch.Tensor]  # data.device_normalize: uint8 clips -> the model's input
 
 
 class CalibrationError(ValueError):
@@ -63,13 +64,17 @@ class Calibration:
 @torch.no_grad()
 def measure_threshold(model: nn.Module, loader, device: torch.device, threshold: float, dense_gflops: float,
                       reduce_fn: Optional[ReduceFn] = None, fvcore_sample: int = 0,
-                      dtype: Optional[torch.dtype] = None) -> CostPoint:
+                      dtype: Optional[torch.dtype] = None, normalizer: Optional[Normalizer] = None) -> CostPoint:
     """Run ``model`` (threshold mode, every group active) on the clips of ``loader`` (dicts with "clip" and
     "label") at ``threshold``: mean fvcore GFLOPs per clip (trace-free) / ``dense_gflops``, top-1, mean keep
     rates. ``reduce_fn`` sums a list of numbers over processes (distributed runs; None: this process only).
     ``fvcore_sample``: this process's first clips also traced by fvcore (in float32, outside autocast); their mean
     trace-free and traced GFLOPs are logged side by side. ``dtype``: the autocast dtype of the forwards (None:
-    float32) — the test stage's precision, so the threshold is calibrated on the decisions the test will make."""
+    float32) — the test stage's precision, so the threshold is calibrated on the decisions the test will make.
+    ``normalizer``: applied to the clips on ``device`` (uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
+    from video_iared.data.device_normalize import as_normalizer
+
+    normalize = as_normalizer(normalizer)
     policies = model.policies() if model.group_policy is None else list(model.group_policy)
     if model.mode != "threshold" or model.group_policy is not None or model.active_groups != model.num_groups:
         raise ValueError(f"threshold calibration needs every group on the threshold policy (mode {model.mode!r}, "
@@ -84,7 +89,7 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
         for batch in loader:
             if batch.get("clip") is None:
                 continue
-            x = batch["clip"].to(device)
+            x = normalize(batch["clip"].to(device, non_blocking=True))
             y = torch.as_tensor(batch["label"]).to(device)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(x)
@@ -113,11 +118,12 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
 
 def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: float, dense_gflops: float,
                         start: float, steps: int = 8, reduce_fn: Optional[ReduceFn] = None,
-                        fvcore_sample: int = 4, dtype: Optional[torch.dtype] = None) -> Calibration:
+                        fvcore_sample: int = 4, dtype: Optional[torch.dtype] = None,
+                        normalizer: Optional[Normalizer] = None) -> Calibration:
     """The lowest threshold in [``start``, 0.999] (to a bisection of ``steps`` halvings) whose mean fvcore cost
     per clip on ``loader`` is at most ``target`` x ``dense_gflops``; ``start`` itself when it already is.
     At the first point, ``fvcore_sample`` clips are also traced by fvcore (logged beside the trace-free count).
-    ``dtype``: the forwards' autocast dtype (``measure_threshold``).
+    ``dtype``: the forwards' autocast dtype, ``normalizer`` the clips' (``measure_threshold``).
 
     Raises :class:`CalibrationError` when even threshold 0.999 costs more than the budget. The model's
     ``threshold`` is left unchanged: the caller applies ``result.threshold``.
@@ -127,7 +133,7 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
 
     def at(t: float) -> CostPoint:
         p = measure_threshold(model, loader, device, t, dense_gflops, reduce_fn, 0 if tried else fvcore_sample,
-                              dtype)
+                              dtype, normalizer)
         logger.info("calibration: threshold %.4f -> cost %.3f of dense (fvcore's count, trace-free, %d clips), "
                     "top-1 %.2f%%, keep %s",
                     t, p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")

@@ -8,7 +8,7 @@ with the cross-entropy loss on the tokens the (frozen) interpreters keep at infe
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.distributed as dist
@@ -19,6 +19,13 @@ from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_f
 
 Stage = Union[int, str]
 FINETUNE = "finetune"
+Normalizer = Callable[[torch.Tensor], torch.Tensor]  # data.device_normalize: uint8 clips -> the model's input
+
+
+def _normalizer(normalizer: Optional[Normalizer]) -> Normalizer:
+    from video_iared.data.device_normalize import as_normalizer
+
+    return as_normalizer(normalizer)
 
 
 def stage_policies(stage: Stage, num_groups: int, mode: str, sample: bool) -> List[str]:
@@ -125,12 +132,15 @@ def curriculum_epoch(
     lr: Optional[float] = None,
     reduce_fn: Optional[ReduceFn] = None,
     dtype: Optional[torch.dtype] = None,
+    normalizer: Optional[Normalizer] = None,
 ) -> Dict[str, object]:
     """One pass of REINFORCE over ``loader`` (dicts with "clip", "label"); mean statistics of the epoch.
 
     ``reduce_fn`` (several processes): sums the epoch's counts over processes, so the statistics cover every
     process's clips, not only this one's shard. ``dtype``: the forwards' autocast dtype (None: float32).
+    ``normalizer``: applied to the clips on ``device`` (uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: floats).
     """
+    normalize = _normalizer(normalizer)
     if lr is not None:
         for g in optimizer.param_groups:
             g["lr"] = lr
@@ -141,7 +151,7 @@ def curriculum_epoch(
     for batch in loader:
         if batch.get("clip") is None:
             continue
-        x = batch["clip"].to(device)
+        x = normalize(batch["clip"].to(device, non_blocking=True))
         y = torch.as_tensor(batch["label"]).to(device)
         out = reinforce_step(model, x, y, optimizer, stage, mode, tau, baseline, dtype)
         b = out["clips"]
@@ -167,10 +177,12 @@ def curriculum_epoch(
 @torch.no_grad()
 def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Stage, mode: str,
                       tau: float, reduce_fn: Optional[ReduceFn] = None,
-                      dtype: Optional[torch.dtype] = None) -> Dict[str, object]:
+                      dtype: Optional[torch.dtype] = None,
+                      normalizer: Optional[Normalizer] = None) -> Dict[str, object]:
     """Clip-level accuracy, keep rates and reward of the sampled and of the thresholded policy at ``stage``;
     ``reduce_fn`` (several processes, each with its shard of ``loader``'s split): over every process's clips;
-    ``dtype``: the forwards' autocast dtype (None: float32)."""
+    ``dtype``: the forwards' autocast dtype (None: float32); ``normalizer``: as in ``curriculum_epoch``."""
+    normalize = _normalizer(normalizer)
     model.eval()
     G = model.num_groups
     res: Dict[str, object] = {}
@@ -184,7 +196,7 @@ def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Sta
         for batch in loader:
             if batch.get("clip") is None:
                 continue
-            x = batch["clip"].to(device)
+            x = normalize(batch["clip"].to(device, non_blocking=True))
             y = torch.as_tensor(batch["label"]).to(device)
             with _autocast(device, dtype):
                 logits = model(x)
