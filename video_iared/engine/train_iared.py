@@ -181,7 +181,7 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
                                f"{e}") from e
     model.threshold = cal.threshold
     logger.info("IA-RED² threshold calibrated after the %s: %.4f for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
-                "val top-1 %.2f%% on %d clips, %d points, %.0f s", after, cal.threshold, cal.chosen.cost_fraction,
+                "val top-1 %.2f%% on %d clips, %d points, %.1f s", after, cal.threshold, cal.chosen.cost_fraction,
                 ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried), time.perf_counter() - t0)
     stats.write({"stage": "iared_calibration", "after": after, **cal.record(),
                  "tried": [[p.threshold, p.cost_fraction, p.top1] for p in cal.tried]})
