@@ -13,7 +13,7 @@ import textwrap
 import pytest
 import torch
 
-from engine_fixtures import PYTHON, ROOT, load_tool, make_dataset, tiny_cfg, tiny_opts, write_broken_video
+from engine_fixtures import PYTHON, ROOT, load_tool, tiny_cfg, tiny_opts, write_broken_video
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.engine.results import read_predictions_csv, write_predictions
@@ -27,11 +27,6 @@ IARED = str(ROOT / "configs" / "synthetic.yaml")
 IARED_OPTS = ["IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.CURRICULUM_EPOCHS", "1",
               "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8", "IARED.FINETUNE_EPOCHS", "0", "IARED.TARGET_COST", "0.0"]
 ONE_CROP = ["TEST.NUM_SPATIAL_CROPS", "1"]
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_dataset(str(tmp_path_factory.mktemp("bad") / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +251,7 @@ def test_stale_checkpoint_temporaries_are_cleaned_but_not_live_ones(tmp_path):
     assert sorted(os.listdir(folder)) == [live.name, "checkpoint_epoch_00001.pyth"]
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume(data_dir, tmp_path):
     """Run A trains 3 epochs straight; run B is killed while writing its epoch-2 checkpoint (after epoch 2's stats
     rows), then resumed from epoch 1: same weights as A (epoch, optimizer, schedule, data order and augmentations

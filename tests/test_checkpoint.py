@@ -196,6 +196,7 @@ def test_convert_to_safetensors_roundtrip(tmp_path):
     assert report.format == "ours" and same_output(src, dst, torch.randn(1, 3, 4, 32, 32))
 
 
+@pytest.mark.slow
 def test_convert_tool_inflates_with_cfg(tmp_path):
     from timm.models.vision_transformer import VisionTransformer
 

@@ -175,6 +175,7 @@ def _tiny_relative_opts() -> List[str]:
                                         "SYNTHETIC.VIDEOS_PER_CLASS", "[2, 1, 1]"])
 
 
+@pytest.mark.slow
 def test_installed_console_script_runs_outside_the_repository(tmp_path):
     src = tmp_path / "src"
     for name in ("video_iared", "configs", "tools"):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from test_data_fixtures import write_list
+from data_fixtures import write_list
 from video_iared.data.annotations import (
     AnnotationError, check_files_exist, read_class_names, read_ssv2_labels, read_ssv2_split, read_video_list,
 )

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from test_data_fixtures import frame_ids, write_list, write_test_video
+from data_fixtures import frame_ids, write_list, write_test_video
 from video_iared.config import get_cfg
 from video_iared.data import (
     AnnotationError, TooManyBadVideosError, VideoClipDataset, build_dataset, build_loader,

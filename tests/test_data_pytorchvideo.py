@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from engine_fixtures import ROOT, make_dataset, tiny_cfg, tiny_opts
-from test_data_fixtures import frame_ids, write_test_video
+from engine_fixtures import ROOT, tiny_cfg, tiny_opts
+from data_fixtures import frame_ids, write_test_video
 from video_iared.data import pytorchvideo_pipeline as pvp
 from video_iared.data.annotations import VideoRecord
 from video_iared.data.build import build_dataset
@@ -19,15 +19,10 @@ from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.tools_main import run_net
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_dataset(str(tmp_path_factory.mktemp("pv") / "data"))
-
-
 @pytest.mark.parametrize("decoder", ["pyav", "decord"])
 @pytest.mark.parametrize("ext", ["mp4", "webm"])
-def test_encoded_video_frames_equal_our_reader(tmp_path, decoder, ext):
-    path = write_test_video(str(tmp_path / f"v.{ext}"), num_frames=40, gop=8)
+def test_encoded_video_frames_equal_our_reader(encoded_videos, decoder, ext):
+    path = encoded_videos[ext]  # 40 frames, gop 8
     ours, theirs = build_reader(path, decoder), pvp.EncodedVideoReader(path, decoder)
     assert (theirs.num_frames, theirs.fps) == (ours.num_frames, ours.fps) == (40, 16.0)
     for idx in ([31, 2, 2, 39, 0, 16, 15], list(range(40)), [7], [38, 39]):
@@ -60,8 +55,8 @@ def test_bad_file_is_a_video_decode_error(tmp_path):
         assert e.value.path == path
 
 
-def test_our_dataset_as_pytorchvideo_items_and_their_dataset_through_our_transforms(data_dir, tmp_path):
-    ds = build_dataset(tiny_cfg(data_dir, str(tmp_path)), "test")
+def test_our_dataset_as_pytorchvideo_items_and_their_dataset_through_our_transforms(tiny_config):
+    ds = build_dataset(tiny_config(), "test")
     item = pvp.LabeledVideoItems(ds)[1]
     assert set(item) >= {"video", "label", "video_name", "video_index", "clip_index", "aug_index"}
     assert tuple(item["video"].shape) == (3, 4, 32, 32) and item["video_index"] == 1

@@ -1,11 +1,10 @@
 """Readers: same frames from PyAV and decord, correct indices, seeking, clamping, fps fallback, bad files."""
 import logging
 
-import av
 import numpy as np
 import pytest
 
-from test_data_fixtures import frame_ids, make_frames, write_test_video
+from data_fixtures import bad_file, frame_ids, make_frames, write_test_video
 from video_iared.data.readers import VideoDecodeError, build_reader, sanitize_fps
 from video_iared.utils.video_io import write_video
 
@@ -13,9 +12,14 @@ BACKENDS = ["pyav", "decord"]
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    d = tmp_path_factory.mktemp("vids")
-    return {ext: write_test_video(str(d / f"v.{ext}"), num_frames=40, gop=8) for ext in ("mp4", "webm")}
+def videos(encoded_videos):
+    """40-frame videos at gop 8 (conftest: written once per session, read-only)."""
+    return encoded_videos
+
+
+def test_frame_ids_read_back_the_written_frames():
+    f = make_frames(40)
+    assert frame_ids(f).tolist() == list(range(40))
 
 
 @pytest.mark.parametrize("ext", ["mp4", "webm"])
@@ -82,69 +86,19 @@ def test_file_with_absurd_fps_counts_frames(tmp_path, backend, caplog):
     assert frame_ids(r.get_frames([19, 5])).tolist() == [19, 5]
 
 
-def _audio_only(path):
-    with av.open(path, "w") as c:
-        s = c.add_stream("pcm_s16le", rate=8000)
-        s.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-        frame.sample_rate = 8000
-        for p in s.encode(frame):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
-def _no_frames(path):
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=16)
-        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
-
-
-def _bad_file(kind, tmp_path, good):
-    path = str(tmp_path / {"audio_only": "a.wav", "text": "t.mp4"}.get(kind, f"{kind}.mp4"))
-    if kind == "zero_byte":
-        open(path, "wb").close()
-    elif kind == "text":
-        with open(path, "w") as f:
-            f.write("this is not a video\n" * 50)
-    elif kind == "truncated":
-        with open(good, "rb") as f:
-            data = f.read()
-        with open(path, "wb") as f:
-            f.write(data[: len(data) // 3])
-    elif kind == "audio_only":
-        _audio_only(path)
-    elif kind == "no_frames":
-        _no_frames(path)
-    elif kind == "missing":
-        path = str(tmp_path / "does_not_exist.mp4")
-    return path
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["zero_byte", "text", "truncated", "audio_only", "no_frames", "missing"])
 def test_bad_files_raise_video_decode_error_with_path(tmp_path, videos, backend, kind):
-    path = _bad_file(kind, tmp_path, videos["mp4"])
+    path = bad_file(kind, tmp_path, videos["mp4"])
     with pytest.raises(VideoDecodeError) as e:
         r = build_reader(path, backend)
         r.get_frames(range(40))  # a truncated file may open; its missing frames must not come back silently
     assert e.value.path == path and str(e.value).startswith(path) and e.value.reason
 
 
-def test_bframes_h264_same_frames_from_both_readers(tmp_path):
+def test_bframes_h264_same_frames_from_both_readers(videos):
     # Real Kinetics files use B-frames (decode order != presentation order); frames are found by pts.
-    path = str(tmp_path / "bframes.mp4")
-    frames = make_frames(40)
-    with av.open(path, "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.codec_context.gop_size = 12
-        s.options = {"crf": "18", "bframes": "3", "threads": "1"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = videos["bframes"]
     idx = [37, 1, 13, 14, 25, 0, 39]
     a, d = build_reader(path, "pyav"), build_reader(path, "decord")
     assert a.num_frames == d.num_frames == 40

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 
-from test_data_fixtures import make_frames, write_list, write_test_video
+from data_fixtures import make_frames, write_list, write_test_video
 from video_iared.data.annotations import read_class_names, read_ssv2_labels, read_ssv2_split, read_video_list
 from video_iared.utils.video_io import write_video
 

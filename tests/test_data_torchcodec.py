@@ -6,12 +6,10 @@ import glob
 import os
 import sys
 
-import av
 import numpy as np
 import pytest
 
-from test_data_fixtures import frame_ids, make_frames, write_test_video
-from test_data_readers import _bad_file
+from data_fixtures import bad_file, frame_ids, make_frames, write_test_video
 from video_iared.data.readers import BackendUnavailableError, VideoDecodeError, build_reader, check_backend
 from video_iared.data.readers import torchcodec_reader
 from video_iared.utils.video_io import write_video
@@ -34,21 +32,9 @@ def _same_as_pyav(path: str, idx) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tc")
-    out = {ext: write_test_video(str(d / f"v.{ext}"), num_frames=40, gop=8) for ext in ("mp4", "webm", "avi")}
-    out["bframes"] = str(d / "b.mp4")
-    with av.open(out["bframes"], "w") as c:  # as in test_data_readers: decode order != presentation order
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-        s.codec_context.gop_size = 12
-        s.options = {"crf": "18", "bframes": "3", "threads": "1"}
-        for f in make_frames(40):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return out
+def videos(encoded_videos):
+    """mp4 / webm / avi at gop 8 and H.264 with B-frames, as in test_data_readers (conftest: read-only)."""
+    return encoded_videos
 
 
 @needs_torchcodec
@@ -73,7 +59,7 @@ def test_short_video_clamps_and_absurd_fps_counts_frames(tmp_path):
 @needs_torchcodec
 @pytest.mark.parametrize("kind", ["zero_byte", "text", "truncated", "audio_only", "no_frames", "missing"])
 def test_bad_files_raise_video_decode_error_with_path(tmp_path, videos, kind):
-    path = _bad_file(kind, tmp_path, videos["mp4"])
+    path = bad_file(kind, tmp_path, videos["mp4"])
     with pytest.raises(VideoDecodeError) as e:
         build_reader(path, "torchcodec").get_frames(range(40))
     assert e.value.path == path and str(e.value).startswith(path) and e.value.reason
@@ -94,11 +80,11 @@ def test_synthetic_videos_and_dataset_items_match_pyav(tmp_path, fmt):
 
 
 @needs_torchcodec
-def test_clip_dataset_items_equal_with_either_backend(tmp_path):
-    from engine_fixtures import make_dataset, tiny_cfg
+def test_clip_dataset_items_equal_with_either_backend(data_dir, tmp_path):
+    from engine_fixtures import tiny_cfg
     from video_iared.data.build import build_dataset, decoding_device
 
-    data = make_dataset(str(tmp_path / "data"))
+    data = data_dir
     items = {}
     for backend in ("pyav", "torchcodec"):
         cfg = tiny_cfg(data, str(tmp_path / "out"), ["DATA.DECODING_BACKEND", backend])
@@ -123,11 +109,11 @@ def test_missing_torchcodec_is_one_clear_error(monkeypatch):
         build_reader("any.mp4", "pyav", device="cuda")
 
 
-def test_run_net_without_torchcodec_prints_one_error_line(monkeypatch, tmp_path, capsys):
-    from engine_fixtures import make_dataset, tiny_opts
+def test_run_net_without_torchcodec_prints_one_error_line(monkeypatch, data_dir, tmp_path, capsys):
+    from engine_fixtures import tiny_opts
     from video_iared.tools_main import run_net
 
-    data = make_dataset(str(tmp_path / "data"))
+    data = data_dir
     torchcodec_reader._decoder_class.cache_clear()
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # as if the extra were not installed
     try:

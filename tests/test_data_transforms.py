@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_data_fixtures import make_frames
+from data_fixtures import make_frames
 from video_iared.data.transforms import TestTransform, TrainTransform, crop_offsets, short_side_scale
 
 MEAN, STD = [0.45] * 3, [0.225] * 3

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine_fixtures import ROOT, tiny_opts
-from test_data_fixtures import make_frames
+from data_fixtures import make_frames
 from test_data_prepare import _hmdb_annotations, _ucf_annotations, _ucf_videos
 from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.tools_main import run_net

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine_fixtures import make_dataset, tiny_cfg
-from test_data_fixtures import frame_ids, write_test_video
+from engine_fixtures import tiny_cfg
+from data_fixtures import frame_ids, write_test_video
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.config import ConfigError, get_cfg, validate_config
 from video_iared.data import build_dataset, build_loader, build_multiview_dataset, build_normalizer
@@ -31,11 +31,6 @@ def frames(tmp_path_factory):
         f = reader.get_frames(np.arange(0, 16, 2))
     assert f.dtype == np.uint8 and frame_ids(f).tolist() == list(range(0, 16, 2))
     return f
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_dataset(str(tmp_path_factory.mktemp("dn_syn") / "data"))
 
 
 def test_normalize_pixels_is_the_formula_and_leaves_its_input():
@@ -116,8 +111,8 @@ def test_datasets_return_uint8_with_the_flag_and_float_without(data_dir, tmp_pat
     assert torch.allclose(norm(a), b, atol=1e-6, rtol=0)
 
 
-def test_collate_and_loader_keep_uint8(data_dir, tmp_path):
-    cfg = tiny_cfg(data_dir, str(tmp_path))
+def test_collate_and_loader_keep_uint8(tiny_config):
+    cfg = tiny_config()
     batch = next(iter(build_loader(cfg, "train")))
     assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape == (8, 3, 4, 32, 32)
     items = [{"clip": torch.full((3, 2, 4, 4), i, dtype=torch.uint8), "label": i, "index": i, "bad": 0}

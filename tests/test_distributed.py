@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from engine_fixtures import PYTHON, ROOT, make_dataset, tiny_cfg, tiny_opts, write_broken_video
+from engine_fixtures import PYTHON, ROOT, tiny_cfg, tiny_opts, write_broken_video
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.engine import distributed as du
 from video_iared.engine.multiview_test import parse_summary_line
@@ -34,8 +34,9 @@ def _last_summary(stdout: str) -> dict:
 
 
 @pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed in the venv")
-def test_torchrun_two_processes_match_single_process(tmp_path, capsys):
-    data_dir = make_dataset(str(tmp_path / "data0"))
+@pytest.mark.slow
+def test_torchrun_two_processes_match_single_process(synthetic_dataset, tmp_path, capsys):
+    data_dir = synthetic_dataset(tmp_path / "data0")
     # an odd number of test videos (13, one of them broken): sharding must neither pad nor drop
     d = str(tmp_path / "data")
     shutil.copytree(data_dir, d, ignore=shutil.ignore_patterns("videos"))
@@ -78,7 +79,8 @@ def test_torchrun_two_processes_match_single_process(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.path.exists(TORCHRUN), reason="torchrun not installed in the venv")
-def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits(tmp_path):
+@pytest.mark.slow
+def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits(synthetic_dataset, tmp_path):
     """The IA-RED² stage under torchrun (2 gloo processes): the curriculum averages the interpreters' gradients
     by hand, the finetune runs under DDP, the calibration sums its costs over processes. The run checks that the
     replicas stayed bit-identical after every stage and at the end (it raises otherwise), and its statistics
@@ -87,7 +89,7 @@ def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits
     from video_iared.models.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
 
-    d = make_dataset(str(tmp_path / "data"))
+    d = synthetic_dataset(tmp_path / "data")
     out = str(tmp_path / "iared")
     iared = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO", "[0.5, 0.5]",
              "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
@@ -139,6 +141,7 @@ def _replica_check_worker(rank: int, store: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_replica_check_raises_on_every_rank_when_copies_differ(tmp_path):
     import torch.multiprocessing as mp
 

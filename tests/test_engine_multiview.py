@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from engine_fixtures import make_dataset, tiny_cfg, write_broken_video
+from engine_fixtures import tiny_cfg, write_broken_video
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.data import build_multiview_dataset, build_normalizer
 from video_iared.engine.multiview_test import test as run_test
@@ -19,10 +19,9 @@ VIEW_OPTS = ["TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "TES
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(data_dir, tmp_path_factory):
     """The tiny dataset plus one of our checkpoints of a (randomly initialised) tiny model."""
     root = tmp_path_factory.mktemp("mv")
-    data_dir = make_dataset(str(root / "data"))
     cfg = tiny_cfg(data_dir, str(root / "out"), VIEW_OPTS)
     torch.manual_seed(0)
     model = build_model(cfg)

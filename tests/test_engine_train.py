@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine_fixtures import ROOT, make_dataset, tiny_cfg
+from engine_fixtures import ROOT
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.data import build_loader, build_normalizer
 from video_iared.engine.optim import build_optimizer
@@ -14,13 +14,8 @@ from video_iared.engine.train import train, train_one_epoch
 from video_iared.models import build_model
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_dataset(str(tmp_path_factory.mktemp("syn") / "data"))
-
-
-def test_tiny_model_loss_goes_down(data_dir, tmp_path):
-    cfg = tiny_cfg(data_dir, str(tmp_path))
+def test_tiny_model_loss_goes_down(tiny_config):
+    cfg = tiny_config()
     torch.manual_seed(0)
     batch = next(iter(build_loader(cfg, "train")))  # 8 real clips (B, C, T, H, W)
     assert batch["clip"].shape == (8, 3, 4, 32, 32)
@@ -35,9 +30,8 @@ def test_tiny_model_loss_goes_down(data_dir, tmp_path):
     assert sum(b < a for a, b in zip(losses, losses[1:])) >= 9, losses  # going down, not just ending low
 
 
-def test_train_writes_stats_and_checkpoints(data_dir, tmp_path, monkeypatch):
-    cfg = tiny_cfg(data_dir, str(tmp_path), ["TRAIN.GRAD_ACCUM_STEPS", "2", "TRAIN.CLIP_GRAD_NORM", "1.0",
-                                             "TRAIN.LABEL_SMOOTHING", "0.1"])
+def test_train_writes_stats_and_checkpoints(tiny_config, tmp_path, monkeypatch):
+    cfg = tiny_config(["TRAIN.GRAD_ACCUM_STEPS", "2", "TRAIN.CLIP_GRAD_NORM", "1.0", "TRAIN.LABEL_SMOOTHING", "0.1"])
     from video_iared.data import loader as loader_mod
 
     epochs, real = [], loader_mod.set_loader_epoch

@@ -45,6 +45,7 @@ def test_gathered_model_equals_eager_packed(attention_type, mode, batch):
         assert [round(float(r) * 64) for r in kept[0]] == kept_counts(64, [0.7, 0.6]) == [45, 27]
 
 
+@pytest.mark.slow
 def test_onnxruntime_logits_keep_ratio_threshold(tmp_path):
     pytest.importorskip("onnxruntime")
     from video_iared.deploy.onnx_export import LOGIT_TOLERANCE, export_checked, max_logit_diff, ort_session
@@ -68,6 +69,7 @@ def test_onnxruntime_logits_keep_ratio_threshold(tmp_path):
     assert max_logit_diff(m, ort_session(str(tmp_path / "thr.onnx")), clips) <= LOGIT_TOLERANCE
 
 
+@pytest.mark.slow
 def test_export_tool_on_checkpoint(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     sys.path.insert(0, str(ROOT / "tools"))
@@ -92,6 +94,7 @@ def test_export_tool_on_checkpoint(tmp_path, capsys):
     assert "export at batch 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_onnx_rows_of_the_speed_table(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     from video_iared.deploy.onnx_export import onnx_speed_rows

@@ -86,6 +86,7 @@ def test_interpreters_whose_group_drops_nothing_are_still_counted():
     assert model.last_keep_rates.tolist() == [[1.0, 1.0]]  # nothing was dropped: the case the trace would miss
 
 
+@pytest.mark.slow
 def test_vit_b_matches_reference_figures():
     """configs/k400_dense.yaml's model: 196.05 GFLOPs per view and 121.57 M parameters (reference, fvcore)."""
     torch.manual_seed(0)
@@ -114,6 +115,7 @@ def test_heavy_unhandled_op_is_an_error():
         model_gflops(Cdist(), torch.randn(1, 3, 4, 8, 8))
 
 
+@pytest.mark.slow
 def test_tools_flops_machine_line():
     r = subprocess.run([sys.executable, "tools/flops.py", "--cfg", "configs/synthetic_dense.yaml",
                         "TEST.NUM_ENSEMBLE_VIEWS", "3", "TEST.NUM_SPATIAL_CROPS", "2"],

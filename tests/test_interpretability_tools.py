@@ -123,14 +123,14 @@ def test_curves_on_a_model(tmp_path):
 
 # ----------------------------------------------------------------------------- the tools end to end
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(synthetic_dataset, tmp_path_factory):
     """The tiny dataset and a random-weight tiny IA-RED² checkpoint."""
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.config import load_config
     from video_iared.models import build_model
 
     root = tmp_path_factory.mktemp("interp")
-    data = make_dataset(str(root / "data"))
+    data = synthetic_dataset(root / "data")
     out = str(root / "out")
     opts = tiny_opts(data, out, ["IARED.GROUPS", "[1, 1]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
                                  "TEST.NUM_SPATIAL_CROPS", "1"])

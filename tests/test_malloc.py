@@ -43,6 +43,7 @@ def _faults(mode: str) -> int:
 
 
 @pytest.mark.skipif(malloc._glibc() is None, reason="mallopt settings exist only in glibc")
+@pytest.mark.slow
 def test_retained_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")
     # measured here over repeated runs: 46,874-169,076 faults with glibc's defaults, 0-13,476 retained (the

@@ -39,7 +39,8 @@ def test_peak_rss_sees_an_allocation():
     assert p.peak - p.start > 40 * 2**20
 
 
-def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
+@pytest.mark.slow
+def test_quick_methods_benchmark_end_to_end(synthetic_dataset, tmp_path, capsys):
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.models.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
@@ -47,7 +48,7 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
-    make_dataset(data)
+    synthetic_dataset(data)
     cfg = tiny_cfg(data, out, EXTRA)
     torch.manual_seed(0)
     dense = TimeSformer(**timesformer_kwargs(cfg))
@@ -93,7 +94,7 @@ def test_quick_methods_benchmark_end_to_end(tmp_path, capsys):
         float(by[("iared_threshold", "thr 0.3")]["token_fraction"])
 
 
-def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
+def test_finetune_variant_model_trains_a_copy_with_the_method_active(synthetic_dataset, tmp_path):
     """A row's finetune trains a copy at the row's budget (the random baseline keeps exactly half its tokens in
     every training forward), leaves the shared model untouched, and returns it in eval mode."""
     from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
@@ -103,7 +104,7 @@ def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
     from video_iared.models.timesformer import TimeSformer
 
     data = str(tmp_path / "data")
-    make_dataset(data)
+    synthetic_dataset(data)
     cfg = tiny_cfg(data, str(tmp_path / "out"), EXTRA + ["IARED.FINETUNE_LR", "0.01"])
     torch.manual_seed(0)
     dense = TimeSformer(**timesformer_kwargs(cfg))
@@ -126,7 +127,7 @@ def test_finetune_variant_model_trains_a_copy_with_the_method_active(tmp_path):
     assert "head.weight" in changed and any(k.startswith("blocks.3.") for k in changed)
 
 
-def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_frozen(tmp_path):
+def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_frozen(synthetic_dataset, tmp_path):
     """The IA-RED² keep_ratio row: in train mode its groups would sample, so the finetune sets the keep_ratio
     policy for the training forwards (exact budgets), keeps the interpreters fixed, and restores the row's
     evaluation settings."""
@@ -137,7 +138,7 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data = str(tmp_path / "data")
-    make_dataset(data)
+    synthetic_dataset(data)
     cfg = tiny_cfg(data, str(tmp_path / "out"), EXTRA + ["IARED.FINETUNE_LR", "0.01"])
     torch.manual_seed(0)
     model = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
@@ -160,7 +161,8 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
     assert any(not torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for training, _, r in seen if training)
 
 
-def test_methods_benchmark_finetunes_the_comparison_rows(tmp_path):
+@pytest.mark.slow
+def test_methods_benchmark_finetunes_the_comparison_rows(synthetic_dataset, tmp_path):
     """--finetune-epochs: every comparison row gets its own finetuned copy; the IA-RED² keep_ratio rows start from
     the curriculum's last stage checkpoint with the interpreters frozen; the threshold rows stay as trained."""
     from video_iared.analysis.method_benchmark import (
@@ -175,7 +177,7 @@ def test_methods_benchmark_finetunes_the_comparison_rows(tmp_path):
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
-    make_dataset(data)
+    synthetic_dataset(data)
     cfg = tiny_cfg(data, out, EXTRA)
     torch.manual_seed(0)
     dense = TimeSformer(**timesformer_kwargs(cfg))

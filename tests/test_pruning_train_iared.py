@@ -5,17 +5,10 @@ import os
 import pytest
 import torch
 
-from engine_fixtures import make_dataset, tiny_cfg
+from engine_fixtures import tiny_cfg
 from video_iared.checkpoint.io import CheckpointError, save_checkpoint
 from video_iared.models.build import timesformer_kwargs
 from video_iared.models.timesformer import TimeSformer
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("iared_syn") / "data")
-    make_dataset(d)
-    return d
 
 
 def test_train_iared_runs_every_stage(data_dir, tmp_path):

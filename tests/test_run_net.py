@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from engine_fixtures import ROOT, make_dataset, tiny_opts
+from engine_fixtures import ROOT, tiny_opts
 from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.engine.results import read_predictions_csv
 from video_iared.engine.stats import read_stats
@@ -12,11 +12,6 @@ from video_iared.tools_main import run_net
 
 CFG = str(ROOT / "configs" / "synthetic_dense.yaml")
 HAS_IARED_TRAINING = importlib.util.find_spec("video_iared.engine.train_iared") is not None
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return make_dataset(str(tmp_path_factory.mktemp("rn") / "data"))
 
 
 def test_dense_train_then_test_ends_with_summary_line(data_dir, tmp_path, capsys):
@@ -52,6 +47,7 @@ def test_dense_train_then_test_ends_with_summary_line(data_dir, tmp_path, capsys
 
 
 @pytest.mark.skipif(not HAS_IARED_TRAINING, reason="video_iared.engine.train_iared is not in this tree yet")
+@pytest.mark.slow
 def test_iared_flow_tests_dense_then_pruned(data_dir, tmp_path, capsys):
     out = str(tmp_path / "iared")
     rc = run_net(["--cfg", str(ROOT / "configs" / "synthetic.yaml")] + tiny_opts(data_dir, out, [
