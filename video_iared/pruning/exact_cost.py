@@ -149,32 +149,27 @@ def _attn_pairs(lengths: torch.Tensor) -> torch.Tensor:
 
 
 def divided_block_macs(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
-    """One divided block of the packed path, one clip traced alone: keep (C, S, T) bool or 0/1 -> MACs (C,)."""
+    """One divided block of the packed path (``arch.backend``), one clip traced alone: keep (C, S, T) bool or 0/1
+    -> MACs (C,) int64. Bucketed: runs of length >= 2 attend, spatial frames as runs or padded groups; varlen: every
+    segment is one variable-length call (its real length^2 work), the CLS projected once per clip."""
     D, Hd = arch.embed_dim, arch.mlp_hidden
     T = keep.shape[2]
     k = keep.to(torch.int64)
     per_pos, per_frame = k.sum(2), k.sum(1)  # (C, S), (C, T)
     mp = per_pos.sum(1)
     rows = 1 + mp
-    temporal = _ln(mp, D) + 3 * mp * D * D + 2 * D * _attn_pairs(per_pos) + 2 * mp * D * D  # + proj, temporal_fc
-    longest = 1 + per_frame.amax(1)
-    runs = (T + mp) * 3 * D * D + 2 * D * _attn_pairs(per_frame + 1)
-    length = _padded(longest, per_frame.amin(1) < per_frame.amax(1))
-    padded = rows * 3 * D * D + 2 * D * T * length * length
-    spatial = _ln(rows, D) + torch.where(longest >= RUNS_FROM, runs, padded) + (T + mp) * D * D
-    return temporal + spatial + _ln(rows, D) + 2 * rows * D * Hd
-
-
-def divided_block_macs_varlen(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
-    """:func:`divided_block_macs` for the varlen backend: keep (C, S, T) bool or 0/1 -> MACs (C,) int64."""
-    D, Hd = arch.embed_dim, arch.mlp_hidden
-    T = keep.shape[2]
-    k = keep.to(torch.int64)
-    per_pos, per_frame = k.sum(2), k.sum(1)  # (C, S), (C, T)
-    mp = per_pos.sum(1)
-    rows = 1 + mp
-    temporal = _ln(mp, D) + 5 * mp * D * D + 2 * D * (per_pos * per_pos).sum(1)  # qkv, proj, temporal_fc
-    spatial = _ln(rows, D) + rows * 3 * D * D + 2 * D * ((per_frame + 1) ** 2).sum(1) + (T + mp) * D * D
+    if arch.backend == "varlen":
+        temporal_attn = 2 * D * (per_pos * per_pos).sum(1)
+        spatial_attn = rows * 3 * D * D + 2 * D * ((per_frame + 1) ** 2).sum(1)
+    else:
+        temporal_attn = 2 * D * _attn_pairs(per_pos)
+        longest = 1 + per_frame.amax(1)
+        runs = (T + mp) * 3 * D * D + 2 * D * _attn_pairs(per_frame + 1)
+        length = _padded(longest, per_frame.amin(1) < per_frame.amax(1))
+        padded = rows * 3 * D * D + 2 * D * T * length * length
+        spatial_attn = torch.where(longest >= RUNS_FROM, runs, padded)
+    temporal = _ln(mp, D) + 5 * mp * D * D + temporal_attn  # qkv, proj, temporal_fc
+    spatial = _ln(rows, D) + spatial_attn + (T + mp) * D * D  # + proj
     return temporal + spatial + _ln(rows, D) + 2 * rows * D * Hd
 
 
@@ -207,7 +202,7 @@ def _block_macs(arch: CostArch, keep: torch.Tensor) -> torch.Tensor:
     B, G, S, T = keep.shape
     flat = keep.reshape(B * G, S, T)
     if arch.attention_type == "divided_space_time":
-        out = (divided_block_macs_varlen if arch.backend == "varlen" else divided_block_macs)(arch, flat)
+        out = divided_block_macs(arch, flat)
     elif arch.attention_type == "joint_space_time":
         out = joint_block_macs(arch, flat.sum((1, 2)).unsqueeze(1))
     elif arch.attention_type == "space_only":
