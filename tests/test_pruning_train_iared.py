@@ -7,7 +7,7 @@ import torch
 
 from engine_fixtures import make_dataset, tiny_cfg
 from video_iared.checkpoint.io import CheckpointError, save_checkpoint
-from video_iared.models.build import timesformer_kwargs
+from video_iared.build import timesformer_kwargs
 from video_iared.models.timesformer import TimeSformer
 
 
@@ -20,7 +20,7 @@ def data_dir(tmp_path_factory):
 
 def test_train_iared_runs_every_stage(data_dir, tmp_path):
     from video_iared.engine.train_iared import train_iared
-    from video_iared.pruning import build_iared_model
+    from video_iared.build import build_iared_model
     from video_iared.checkpoint import load_checkpoint
 
     out = str(tmp_path / "out")

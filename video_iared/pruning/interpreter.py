@@ -22,6 +22,9 @@ class Interpreter(nn.Module):
     Only the CLS row needs a query and only patch rows need keys, so the two halves are applied separately.
     """
 
+    # utils.precision keeps modules that say so in float32 (the keep decision), without importing this class
+    float32_decision = True
+
     def __init__(self, dim: int, num_heads: int = 6, head_dim: int = 64, eps: float = 1e-6,
                  init_keep_prob: float = 0.5) -> None:
         super().__init__()
