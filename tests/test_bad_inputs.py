@@ -19,7 +19,7 @@ from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.engine.results import read_predictions_csv, write_predictions
 from video_iared.engine.stats import read_stats
 from video_iared.engine.train import train
-from video_iared.models import build_model
+from video_iared.build import build_model
 from video_iared.tools_main import predict_main, run_net
 
 DENSE = str(ROOT / "configs" / "synthetic_dense.yaml")

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from video_iared.analysis.method_benchmark import variant_gflops
+from video_iared.benchmarks.method_benchmark import variant_gflops
 from video_iared.models.timesformer import TimeSformer
-from video_iared.pruning.baselines import (
+from video_iared.baselines.token_reduction import (
     TokenReductionTimeSformer,
     bipartite_merge_plan,
     build_baseline,

@@ -96,7 +96,7 @@ def test_checkpoint_of_another_stem_is_refused(tmp_path):
 
 def test_pruned_model_with_conv_stem_packed_equals_masked_and_fvcore_counts_the_stem():
     from pruning_fixtures import packed_and_masked
-    from video_iared.analysis.flops import model_gflops
+    from video_iared.profiling.flops import model_gflops
     from video_iared.pruning.iared import IAREDTimeSformer
 
     torch.manual_seed(0)

@@ -91,7 +91,7 @@ def test_check_videos_report(tmp_path, capsys):
 
 
 def test_loader_benchmark_runs_and_reports_every_backend(tmp_path, capsys):
-    from video_iared.analysis.loader_benchmark import benchmark_loader
+    from video_iared.benchmarks.loader_benchmark import benchmark_loader
     from video_iared.config import load_config
 
     for i in range(4):

@@ -17,7 +17,7 @@ from video_iared.data.readers import build_reader
 from video_iared.data.transforms import TestTransform, TrainTransform, normalize_clip, normalize_pixels
 from video_iared.engine.evaluate import evaluate
 from video_iared.engine.multiview_test import test as run_test
-from video_iared.models import build_model
+from video_iared.build import build_model
 
 MEAN, STD = [0.45, 0.40, 0.35], [0.225, 0.25, 0.20]
 OFF = ["DATA.NORMALIZE_ON_DEVICE", "False"]
@@ -175,7 +175,7 @@ class _Spy(torch.nn.Module):
 def test_end_to_end_benchmark_normalises_on_the_device(tmp_path):
     import functools
 
-    from video_iared.analysis.end_to_end import make_video_folder, run_end_to_end
+    from video_iared.benchmarks.end_to_end import make_video_folder, run_end_to_end
     from video_iared.data.annotations import VideoRecord
     from video_iared.data.multiview import MultiViewDataset
     from video_iared.data.readers import build_reader

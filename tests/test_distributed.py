@@ -14,7 +14,7 @@ from video_iared.engine import distributed as du
 from video_iared.engine.multiview_test import parse_summary_line
 from video_iared.engine.results import load_predictions
 from video_iared.engine.stats import read_stats
-from video_iared.models import build_model
+from video_iared.build import build_model
 from video_iared.tools_main import run_net
 
 TORCHRUN = os.path.join(os.path.dirname(PYTHON), "torchrun")
@@ -86,7 +86,7 @@ def test_torchrun_iared_curriculum_keeps_replicas_equal_and_reports_whole_splits
     replicas stayed bit-identical after every stage and at the end (it raises otherwise), and its statistics
     count every process's clips: the whole train (24) and val (8) splits."""
     from video_iared.checkpoint.io import save_checkpoint
-    from video_iared.models.build import timesformer_kwargs
+    from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
 
     d = synthetic_dataset(tmp_path / "data")

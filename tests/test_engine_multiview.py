@@ -11,7 +11,7 @@ from video_iared.data import build_multiview_dataset, build_normalizer
 from video_iared.engine.multiview_test import test as run_test
 from video_iared.engine.predict import predict, read_rows
 from video_iared.engine.results import load_predictions, read_predictions_csv
-from video_iared.models import build_model
+from video_iared.build import build_model
 
 VIEW_OPTS = ["TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "TEST.VIEWS_PER_CHUNK", "4",
              "TEST.SAVE_VIEW_LOGITS", "True", "TEST.VIEW_SWEEP", "True", "DATA.TEST_CROP_SIZE", "24",

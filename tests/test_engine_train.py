@@ -11,7 +11,7 @@ from video_iared.data import build_loader, build_normalizer
 from video_iared.engine.optim import build_optimizer
 from video_iared.engine.stats import read_stats
 from video_iared.engine.train import train, train_one_epoch
-from video_iared.models import build_model
+from video_iared.build import build_model
 
 
 def test_tiny_model_loss_goes_down(tiny_config):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from video_iared.analysis.flops import flop_analysis, heavy_unsupported_ops
+from video_iared.profiling.flops import flop_analysis, heavy_unsupported_ops
 from video_iared.pruning.cost import clip_gflops, dense_gflops
 from video_iared.pruning.exact_cost import arch_of, forward_gflops, pruned_macs
 from video_iared.pruning.iared import IAREDTimeSformer

@@ -81,7 +81,7 @@ def test_export_tool_on_checkpoint(tmp_path, capsys):
             "TIMESFORMER.PATCH_SIZE", "8", "IARED.GROUPS", "[1, 1]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
             "IARED.TARGET_COST", "0.0", "OUTPUT_DIR", str(tmp_path)]
     from video_iared.config import load_config
-    from video_iared.models import build_model
+    from video_iared.build import build_model
 
     model = build_model(load_config(cfg_path, opts))
     ckpt = write_weights(str(tmp_path / "w.pyth"), model.state_dict(), arch=model.arch())

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from video_iared.analysis.flops import (
+from video_iared.profiling.flops import (
     CHEAP_OPS,
     count_params,
     flop_analysis,
@@ -130,7 +130,7 @@ def test_tools_flops_machine_line():
 
 
 def test_speed_benchmark_rows():
-    from video_iared.analysis.speed import ModelVariant, benchmark_variants, explicit_attention_variant, format_speed_table
+    from video_iared.benchmarks.speed import ModelVariant, benchmark_variants, explicit_attention_variant, format_speed_table
 
     dense = ModelVariant("dense", tiny())
     rows = benchmark_variants([dense, explicit_attention_variant(dense)], [1, 2], num_frames=4, crop_size=32,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from video_iared.analysis import interp_metrics as im
-from video_iared.analysis.explain import (METHODS, block_operators, capture_attention, dense_forward, explain,
+from video_iared.interpret import interp_metrics as im
+from video_iared.interpret.explain import (METHODS, block_operators, capture_attention, dense_forward, explain,
                                           interpreter_maps, map_to_tokens, spatial_operator, temporal_operator,
                                           tokens_to_map)
 from video_iared.models.token_grid import TokenGrid
@@ -232,7 +232,7 @@ def test_rollout_follows_a_planted_attention_path():
     spiked[:, 0, 1 + 2 * 4 + 1] = 1.0  # CLS copy -> patch s = h*W + w = 9
     t_avg = [x.mean(1) for x in cap.temporal]
     s_avg = [x.mean(1) for x in cap.spatial[:-1]] + [spiked]
-    from video_iared.analysis.explain import compose_cls_row
+    from video_iared.interpret.explain import compose_cls_row
     row = compose_cls_row(t_avg, s_avg, grid, 1, "rollout")
     mp = tokens_to_map(row[:, 1:], grid)[0]
     assert tuple(torch.nonzero(mp == mp.max())[0].tolist())[1:] == (2, 1)

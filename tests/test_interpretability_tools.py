@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from engine_fixtures import ROOT, load_tool, make_dataset, tiny_opts
-from video_iared.analysis.interpretability import (curve_masks, curve_scores, mask_coverage, patch_foreground,
+from video_iared.interpret.interpretability import (curve_masks, curve_scores, mask_coverage, patch_foreground,
                                                    upsample_map)
-from video_iared.analysis.visualize import kept_frames, save_explanation_grid, save_kept_animation
+from video_iared.interpret.visualize import kept_frames, save_explanation_grid, save_kept_animation
 from video_iared.data.transforms import TestTransform
 
 
@@ -127,7 +127,7 @@ def trained(synthetic_dataset, tmp_path_factory):
     """The tiny dataset and a random-weight tiny IA-RED² checkpoint."""
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.config import load_config
-    from video_iared.models import build_model
+    from video_iared.build import build_model
 
     root = tmp_path_factory.mktemp("interp")
     data = synthetic_dataset(root / "data")
@@ -200,7 +200,7 @@ def test_eval_tool_on_a_dense_model_skips_interpreter_maps(trained, tmp_path, ca
     """IARED.ENABLE False: the baselines are still compared; interpreter maps and curves are left out."""
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.config import load_config
-    from video_iared.models import build_model
+    from video_iared.build import build_model
 
     opts, _, out = trained
     cfg = load_config(str(ROOT / "configs" / "synthetic_dense.yaml"), opts)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from engine_fixtures import ROOT
-from video_iared.analysis import loader_sizing
+from video_iared.benchmarks import loader_sizing
 from video_iared.data.readers import torchcodec_reader
 
 sys.path.insert(0, str(ROOT / "tools"))

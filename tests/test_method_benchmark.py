@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from engine_fixtures import ROOT, load_tool, make_dataset, tiny_cfg, tiny_opts
-from video_iared.analysis.method_benchmark import (
-    PeakRSS,
+from video_iared.benchmarks.method_benchmark import (
     ratio_token_fraction,
     tome_r_for_fraction,
     tome_token_counts,
 )
+from video_iared.profiling.memory import PeakRSS
 
 EXTRA = ["TIMESFORMER.DEPTH", "4", "IARED.GROUPS", "[2, 2]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
          "IARED.KEEP_RATIO", "[0.5, 0.5]", "MODEL.DROPPATH_RATE", "0.0"]
@@ -42,9 +42,9 @@ def test_peak_rss_sees_an_allocation():
 @pytest.mark.slow
 def test_quick_methods_benchmark_end_to_end(synthetic_dataset, tmp_path, capsys):
     from video_iared.checkpoint.io import save_checkpoint
-    from video_iared.models.build import timesformer_kwargs
+    from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
-    from video_iared.pruning.build import iared_kwargs
+    from video_iared.build import iared_kwargs
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
@@ -97,10 +97,10 @@ def test_quick_methods_benchmark_end_to_end(synthetic_dataset, tmp_path, capsys)
 def test_finetune_variant_model_trains_a_copy_with_the_method_active(synthetic_dataset, tmp_path):
     """A row's finetune trains a copy at the row's budget (the random baseline keeps exactly half its tokens in
     every training forward), leaves the shared model untouched, and returns it in eval mode."""
-    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
+    from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
     from video_iared.data.loader import build_loader
-    from video_iared.models.build import timesformer_kwargs
-    from video_iared.pruning.baselines import build_baseline
+    from video_iared.build import timesformer_kwargs
+    from video_iared.baselines.token_reduction import build_baseline
     from video_iared.models.timesformer import TimeSformer
 
     data = str(tmp_path / "data")
@@ -131,10 +131,10 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
     """The IA-RED² keep_ratio row: in train mode its groups would sample, so the finetune sets the keep_ratio
     policy for the training forwards (exact budgets), keeps the interpreters fixed, and restores the row's
     evaluation settings."""
-    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
+    from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
     from video_iared.data.loader import build_loader
-    from video_iared.models.build import timesformer_kwargs
-    from video_iared.pruning.build import iared_kwargs
+    from video_iared.build import timesformer_kwargs
+    from video_iared.build import iared_kwargs
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data = str(tmp_path / "data")
@@ -165,15 +165,15 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
 def test_methods_benchmark_finetunes_the_comparison_rows(synthetic_dataset, tmp_path):
     """--finetune-epochs: every comparison row gets its own finetuned copy; the IA-RED² keep_ratio rows start from
     the curriculum's last stage checkpoint with the interpreters frozen; the threshold rows stay as trained."""
-    from video_iared.analysis.method_benchmark import (
+    from video_iared.benchmarks.method_benchmark import (
         MethodBenchmarkOptions,
         last_stage_checkpoint,
         run_method_benchmark,
     )
     from video_iared.checkpoint.io import save_checkpoint
-    from video_iared.models.build import timesformer_kwargs
+    from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
-    from video_iared.pruning.build import iared_kwargs
+    from video_iared.build import iared_kwargs
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")

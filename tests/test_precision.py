@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from video_iared.analysis.end_to_end import format_end_to_end_table, make_video_folder, run_end_to_end
-from video_iared.analysis.precision_check import (group_decisions, interpreters_in_float32, kept_set_agreement,
+from video_iared.benchmarks.end_to_end import format_end_to_end_table, make_video_folder, run_end_to_end
+from video_iared.benchmarks.precision_check import (group_decisions, interpreters_in_float32, kept_set_agreement,
                                                   video_prediction_agreement)
-from video_iared.analysis.speed import PrecisionVariant, benchmark_precisions, format_precision_table
+from video_iared.benchmarks.speed import PrecisionVariant, benchmark_precisions, format_precision_table
 from video_iared.engine.ensemble import ensemble_views
-from video_iared.engine.precision import (PrecisionError, float32_forward, float32_islands, float32_softmax,
+from video_iared.utils.precision import (PrecisionError, float32_forward, float32_islands, float32_softmax,
                                           forward_precision,
                                           maybe_compile, precision_dtype)
 from video_iared.models.timesformer import TimeSformer
@@ -39,7 +39,7 @@ def _clips(n=4, seed=0):
     return torch.randn(n, 3, T, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
 
 
-# ----------------------------------------------------------------------------- engine.precision
+# ----------------------------------------------------------------------------- utils.precision
 def test_fp16_on_cpu_is_refused_naming_the_key():
     with pytest.raises(PrecisionError, match="TEST.PRECISION fp16 needs a cuda device"):
         forward_precision("fp16", "cpu")
@@ -86,7 +86,7 @@ def test_maybe_compile_is_identity_when_off():
     assert c is not m and c._orig_mod is m  # lazily compiled at the first call (not run here: slow)
 
 
-# ----------------------------------------------------------------------------- analysis.precision_check
+# ----------------------------------------------------------------------------- benchmarks.precision_check
 def test_interpreters_in_float32_is_temporary():
     m = _iared()
     x = torch.randn(2, 1 + T * 16, 32)
@@ -173,7 +173,7 @@ def test_benchmark_precisions_interleaves_rows_and_refuses_fp16_on_cpu():
 def test_end_to_end_times_the_multiview_test_path_on_real_videos(videos, tmp_path):
     import av
 
-    from video_iared.analysis.end_to_end import summary_lines
+    from video_iared.benchmarks.end_to_end import summary_lines
     from video_iared.engine.multiview_test import dense_forward, iared_forward
     from video_iared.engine.results import load_predictions
 
@@ -218,13 +218,13 @@ def _multiview_dataset(paths):
 
 
 def _dense_gflops():
-    from video_iared.analysis.flops import model_gflops
+    from video_iared.profiling.flops import model_gflops
 
     return model_gflops(TimeSformer(**KW).eval(), torch.zeros(1, 3, T, SIZE, SIZE))
 
 
 def test_precision_check_cli_reports_config_errors(capsys):
-    from video_iared.analysis.precision_check import main
+    from video_iared.benchmarks.precision_check import main
 
     cfg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "synthetic.yaml")
     assert main(["--cfg", cfg, "TEST.BATCH_SIZ", "4"]) == 2

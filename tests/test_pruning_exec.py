@@ -136,7 +136,7 @@ def test_layout_groups_cover_every_kept_token_once():
 
 
 def test_fvcore_traces_the_packed_path_per_clip():
-    from video_iared.analysis.flops import model_gflops
+    from video_iared.profiling.flops import model_gflops
     from video_iared.pruning.cost import analytic_fraction, clip_gflops, dense_gflops
 
     dense, model = _models("divided_space_time")

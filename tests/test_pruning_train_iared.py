@@ -7,13 +7,13 @@ import torch
 
 from engine_fixtures import tiny_cfg
 from video_iared.checkpoint.io import CheckpointError, save_checkpoint
-from video_iared.models.build import timesformer_kwargs
+from video_iared.build import timesformer_kwargs
 from video_iared.models.timesformer import TimeSformer
 
 
 def test_train_iared_runs_every_stage(data_dir, tmp_path):
     from video_iared.engine.train_iared import train_iared
-    from video_iared.pruning import build_iared_model
+    from video_iared.build import build_iared_model
     from video_iared.checkpoint import load_checkpoint
 
     out = str(tmp_path / "out")

@@ -6,7 +6,7 @@ import pytest
 
 from engine_fixtures import ROOT, load_tool
 from video_iared.config import get_cfg
-from video_iared.pruning.speed import keep_ratio_speed_table
+from video_iared.benchmarks.keep_ratio_speed import keep_ratio_speed_table
 
 
 def test_keep_ratio_table_rows_and_last_line(capsys):

@@ -1,12 +1,12 @@
-"""``engine.precision.matmul_weights_in``: the matmul weights held in the autocast dtype for inference give
+"""``utils.precision.matmul_weights_in``: the matmul weights held in the autocast dtype for inference give
 the same outputs as autocast's own casts, leave the float32 islands alone, and are put back afterwards."""
 import pytest
 import torch
 from torch import nn
 
-from video_iared.analysis.speed import PrecisionVariant, benchmark_precisions
+from video_iared.benchmarks.speed import PrecisionVariant, benchmark_precisions
 from video_iared.engine.multiview_test import iared_forward, run_multiview
-from video_iared.engine.precision import float32_weights, inference_precision, matmul_weights_in
+from video_iared.utils.precision import float32_weights, inference_precision, matmul_weights_in
 from video_iared.models.timesformer import TimeSformer
 from video_iared.pruning.cost import clip_gflops
 from video_iared.pruning.iared import IAREDTimeSformer
@@ -159,7 +159,7 @@ def test_inference_precision_and_the_benchmark_leave_float32_weights():
 def test_a_failed_cast_restores_the_weights_already_cast(monkeypatch):
     import torch as _torch
     from torch import nn as _nn
-    from video_iared.engine.precision import matmul_weights_in
+    from video_iared.utils.precision import matmul_weights_in
 
     model = _nn.Sequential(_nn.Linear(4, 4), _nn.Linear(4, 4))
     calls = {"n": 0}

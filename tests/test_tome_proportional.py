@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from video_iared.models.timesformer import TimeSformer
-from video_iared.pruning import baselines, token_ops
-from video_iared.pruning.baselines import build_baseline
+from video_iared.baselines import token_reduction as baselines
+from video_iared.pruning import token_ops
+from video_iared.baselines.token_reduction import build_baseline
 from video_iared.pruning.packed_block import packed_block_forward
 from video_iared.pruning.token_ops import PackedLayout, group_attention, run_attention, ungroup
 

@@ -5,7 +5,7 @@ batch (on the CPU through the padded reference, ``varlen.padded_varlen_attention
 logits as the masked reference path and the bucketed path on the extremes (all kept, only the CLS, empty frames,
 empty positions, one patch) for the three attention types, in batches whose clips keep different counts; the
 same decisions in keep_ratio and threshold mode; gradients; and, counted at the dispatcher
-(``analysis.dispatch_count``), no host read in keep_ratio mode, one per group in threshold mode, and as many
+(``profiling.dispatch_count``), no host read in keep_ratio mode, one per group in threshold mode, and as many
 attention calls as the dense model.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from video_iared.analysis.dispatch_count import DispatchCounter, count_forward
+from video_iared.profiling.dispatch_count import DispatchCounter, count_forward
 from video_iared.config import get_cfg
 from video_iared.config.validate import ConfigError, validate_config
 from video_iared.models.timesformer import TimeSformer
@@ -170,7 +170,7 @@ def test_counter_counts_what_it_claims():
 
 
 def test_gpu_check_on_the_cpu_says_what_has_not_run(capsys):
-    from video_iared.analysis.gpu_check import logits_check, run_gpu_check, training_step_check
+    from video_iared.benchmarks.gpu_check import logits_check, run_gpu_check, training_step_check
 
     cfg = get_cfg()
     cfg.merge_from_list(["IARED.ENABLE", True, "TIMESFORMER.EMBED_DIM", 32, "TIMESFORMER.NUM_HEADS", 4,

@@ -28,7 +28,7 @@ Precision column (dense and IA-RED² in keep_ratio mode, every precision, interl
 
     python tools/benchmark.py --speed --precision fp32 bf16 [--keep-ratios 0.7] [--compile] --cfg FILE ...
 
-End-to-end multi-view test path (analysis.end_to_end: the test stage's dataset, run_multiview, cost accounting
+End-to-end multi-view test path (benchmarks.end_to_end: the test stage's dataset, run_multiview, cost accounting
 and predictions files; ms per video per stage) for dense and IA-RED² keep_ratio at --keep-ratios (default 0.7
 0.5), on a folder of 320p videos (written there first when --videos N > 0); per variant the speed-up over dense
 excluding decoding and its ratio to the GFLOPs ratio; last line ``end_to_end_summary ...
@@ -36,7 +36,7 @@ min_speedup_to_gflops_ratio=<float>``:
 
     python tools/benchmark.py --end-to-end FOLDER [--videos 8] [--e2e-batch 4] [--precision fp32 bf16] --cfg FILE
 
-The GPU check (analysis.gpu_check): host reads and attention calls per forward for dense and IA-RED² (both
+The GPU check (benchmarks.gpu_check): host reads and attention calls per forward for dense and IA-RED² (both
 attention backends, keep_ratio and threshold, batch 8), and on CUDA packed vs masked logits in fp32 / bf16,
 synchronisations and attention kernels per forward, the keep-ratio speed table at batch 1 / 8 / 32 (or
 --batch-sizes) in fp32 and bf16, a mixed-precision training step and, with two GPUs, a 2-process nccl run; without
@@ -45,7 +45,7 @@ CUDA it says which checks have not run. Last line ``gpu_check cuda=<0|1> varlen_
     python tools/benchmark.py --gpu-check --cfg configs/k400.yaml [DEVICE cuda]
 
 Token-reduction methods side by side (dense, random drop, EViT top-k, ToMe, IA-RED² keep_ratio / threshold):
-accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and two plots (analysis.method_benchmark):
+accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and two plots (benchmarks.method_benchmark):
 
     python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.7]
                               [--tome-r R ...] [--dense-checkpoint F] [--iared-checkpoint F] [--no-accuracy]
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
                         "0.7 for the precision table and --end-to-end")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (TEST.COMPILE)")
     p.add_argument("--fp32-islands", action="store_true",
-                   help="also time the IA-RED² rows with float32 interpreters and head (engine.precision)")
+                   help="also time the IA-RED² rows with float32 interpreters and head (utils.precision)")
     p.add_argument("--gpu-check", action="store_true",
                    help="host reads / attention calls per forward; on CUDA: logits, syncs, kernels, speed, training")
     p.add_argument("--end-to-end", metavar="FOLDER", default="",
@@ -147,9 +147,9 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(cfg.NUM_THREADS)
-    from video_iared.analysis.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
+    from video_iared.benchmarks.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
     from video_iared.engine.device import device_from_cfg
-    from video_iared.engine.precision import PrecisionError, precision_dtype
+    from video_iared.utils.precision import PrecisionError, precision_dtype
 
     keep = [0.7] if args.keep_ratios is None else args.keep_ratios
     compile_model = args.compile or cfg.TEST.COMPILE
@@ -158,8 +158,8 @@ def main(argv=None) -> int:
             precision_dtype(prec, device_from_cfg(cfg), key="--precision")
         if args.speed and cfg.IARED.ENABLE and args.precision == ["fp32"] and not compile_model:
             # IA-RED² config: dense and keep_ratio rows side by side, speed-up vs fvcore GFLOPs speed-up; the
-            # last line is machine readable (video_iared.pruning.speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
-            from video_iared.pruning.speed import run_from_args
+            # last line is machine readable (video_iared.benchmarks.keep_ratio_speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
+            from video_iared.benchmarks.keep_ratio_speed import run_from_args
 
             run_from_args(cfg, args.keep_ratios or None, args.batch_sizes, args.warmup, args.reps)
         elif args.speed and len(args.precision) == 1 and args.keep_ratios is None and not compile_model:
@@ -181,18 +181,18 @@ def main(argv=None) -> int:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
         if args.gpu_check:
-            from video_iared.analysis.gpu_check import run_gpu_check
+            from video_iared.benchmarks.gpu_check import run_gpu_check
 
             run_gpu_check(cfg, speed_batches=args.batch_sizes or (1, 8, 32),
                           warmup=2 if args.warmup is None else args.warmup, reps=5 if args.reps is None else args.reps)
         if args.end_to_end:
-            from video_iared.analysis.end_to_end import end_to_end_from_cfg
+            from video_iared.benchmarks.end_to_end import end_to_end_from_cfg
 
             end_to_end_from_cfg(cfg, args.end_to_end, args.videos, args.precision,
                                 [0.7, 0.5] if args.keep_ratios is None else args.keep_ratios, args.e2e_batch,
                                 compile_model=compile_model)
         if args.methods is not None:
-            from video_iared.analysis.method_benchmark import (ALL_METHODS, MethodBenchmarkOptions,
+            from video_iared.benchmarks.method_benchmark import (ALL_METHODS, MethodBenchmarkOptions,
                                                                run_method_benchmark)
 
             run_method_benchmark(cfg, MethodBenchmarkOptions(
@@ -217,7 +217,7 @@ def _check_override_placement(p: argparse.ArgumentParser, args: argparse.Namespa
         p.error(f"options after the KEY VALUE overrides ({' '.join(flags)}): put every option before them, or the "
                 f"overrides right after the config file (--cfg FILE KEY VALUE ...)")
     if args.methods:
-        from video_iared.analysis.method_benchmark import ALL_METHODS
+        from video_iared.benchmarks.method_benchmark import ALL_METHODS
 
         unknown = [m for m in args.methods if m not in ALL_METHODS]
         if unknown:

@@ -4,7 +4,7 @@
 Prints clips/s and decode ms per clip for each decoding backend (training and multi-view test loading) at
 DATA_LOADER.NUM_WORKERS workers, and the tiny model's training clips/s when a model can be built.
 
-Sizing a node (video_iared.analysis.loader_sizing): at the config's clip settings, on Kinetics-like videos
+Sizing a node (video_iared.benchmarks.loader_sizing): at the config's clip settings, on Kinetics-like videos
 (10 s, 30 fps, 320p H.264) written into DIR, clips/s per worker for each backend (float and uint8 handoff),
 test views/s per worker, and the workers one GPU needs at the model rates given:
 
@@ -41,14 +41,14 @@ def main(argv=None) -> int:
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from video_iared.analysis.loader_benchmark import benchmark_loader
+    from video_iared.benchmarks.loader_benchmark import benchmark_loader
     from video_iared.config import load_config_for_cli
 
     cfg = load_config_for_cli(args.cfg, args.opts)
     if cfg is None:
         return 2
     if args.sizing:
-        from video_iared.analysis.loader_sizing import run_sizing
+        from video_iared.benchmarks.loader_sizing import run_sizing
 
         run_sizing(cfg, args.sizing, args.backends, args.sizing_videos, args.sizing_clips,
                    args.gpu_train_clips_per_s, args.gpu_test_views_per_s)

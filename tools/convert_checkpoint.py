@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     model = None
     if args.cfg:
         from video_iared.config import load_config_for_cli
-        from video_iared.models import build_model
+        from video_iared.build import build_model
 
         cfg = load_config_for_cli(args.cfg[0], args.cfg[1:])
         if cfg is None:

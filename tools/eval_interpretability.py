@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s] %(message)s", stream=sys.stderr)
 
-    from video_iared.analysis.interpretability import evaluate_from_cfg, summary_markdown
+    from video_iared.interpret.interpretability import evaluate_from_cfg, summary_markdown
     from video_iared.config import load_config_for_cli
 
     cfg = load_config_for_cli(args.cfg_file, args.opts)

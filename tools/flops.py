@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
-    from video_iared.analysis.flops import format_flops_line, report_flops
+    from video_iared.benchmarks.flops_report import report_flops
+    from video_iared.profiling.flops import format_flops_line
     from video_iared.config import load_config_for_cli
 
     cfg = load_config_for_cli(args.cfg_file, args.opts)

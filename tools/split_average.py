@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="OUTPUT_DIR of each split's run (or its predictions.csv)")
     args = p.parse_args(argv)
-    from video_iared.analysis.split_average import format_split_average, split_average
+    from video_iared.benchmarks.split_average import format_split_average, split_average
 
     try:
         print(format_split_average(split_average(args.runs)))

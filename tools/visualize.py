@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s] %(message)s", stream=sys.stderr)
 
-    from video_iared.analysis.interpretability import visualize_from_cfg
+    from video_iared.interpret.interpretability import visualize_from_cfg
     from video_iared.config import load_config_for_cli
 
     if args.videos < 1:

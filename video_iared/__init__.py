@@ -8,7 +8,7 @@ __all__ = ["build_model", "load_checkpoint"]
 def __getattr__(name: str):
     # Lazy: `import video_iared` (config, CLI) must not pay for importing torch/timm.
     if name == "build_model":
-        from video_iared.models.build import build_model
+        from video_iared.build import build_model
 
         return build_model
     if name == "load_checkpoint":

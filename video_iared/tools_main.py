@@ -63,18 +63,17 @@ def report_error(e: BaseException) -> None:
 
 
 def run_net(argv: Optional[List[str]] = None) -> int:
-    """Parse, validate and run; returns the exit code (1: data / checkpoint error, 2: config error, 3: stage not built)."""
+    """Parse, validate and run; returns the exit code (1: data / checkpoint error, 2: config error)."""
     args = parse_args(argv)
     cfg = load_config_for_cli(args.cfg_file, args.opts)
     if cfg is None:
         return 2
-    from video_iared.engine.run import StageNotBuiltError, run
+    # imported here, after the arguments and the config: --help and config errors need no torch
+    from video_iared.benchmarks.stage import run_benchmark_stage
+    from video_iared.engine.run import run
 
     try:
-        run(cfg)
-    except StageNotBuiltError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+        run(cfg, benchmark=run_benchmark_stage)
     except user_errors() as e:
         report_error(e)
         return 1

@@ -90,6 +90,21 @@ def best_checkpoint_path(output_dir: str) -> str:
     return os.path.join(checkpoint_dir(output_dir), "checkpoint_best.pyth")
 
 
+def stage_checkpoint_name(stage: int) -> str:
+    """``iared_stage_XX.pyth``: the file of the model after curriculum stage ``stage`` (0-based)."""
+    return f"iared_stage_{stage:02d}.pyth"
+
+
+def stage_checkpoint_path(output_dir: str, stage: int) -> str:
+    """``OUTPUT_DIR/checkpoints/iared_stage_XX.pyth``."""
+    return os.path.join(checkpoint_dir(output_dir), stage_checkpoint_name(stage))
+
+
+def final_checkpoint_path(output_dir: str) -> str:
+    """``OUTPUT_DIR/checkpoints/checkpoint_iared.pyth``: the trained IA-RED² model."""
+    return os.path.join(checkpoint_dir(output_dir), "checkpoint_iared.pyth")
+
+
 def latest_checkpoint(output_dir: str) -> Optional[str]:
     """The epoch checkpoint with the highest epoch in ``OUTPUT_DIR/checkpoints``, or None.
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from .convert import StateDict, detect_format, inflate_image_state_dict, read_source
 from .io import ARCH_KEYS, CheckpointError, nonfinite_tensors, unwrap
+from video_iared.models.embeddings import resize_pos_embed, resize_time_embed
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def _grid_hw(model: nn.Module) -> Optional[Tuple[int, int]]:
 def _fit_tensor(key: str, value: torch.Tensor, target: torch.Tensor, model: nn.Module, path: str) -> Optional[torch.Tensor]:
     """``value`` reshaped to ``target``'s shape when ``key`` is a resizable embedding, None for a head of
     another class count; raises for any other mis-shaped tensor."""
-    from video_iared.models.embeddings import resize_pos_embed, resize_time_embed
-
     if key == "pos_embed" and value.dim() == 3 and value.shape[-1] == target.shape[-1] and _grid_hw(model):
         return resize_pos_embed(value, _grid_hw(model)).to(target.dtype)
     if key == "time_embed" and value.dim() == 3 and value.shape[-1] == target.shape[-1]:

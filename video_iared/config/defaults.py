@@ -150,7 +150,7 @@ _C.TEST.CHECKPOINT_FILE_PATH = ""  # weights to evaluate ("" = the last trained 
 _C.TEST.SAVE_RESULTS_PATH = "predictions"  # stem of the predictions files in OUTPUT_DIR (.csv and .pt)
 _C.TEST.SAVE_VIEW_LOGITS = False  # also store every view's logits in the .pt file
 _C.TEST.PRECISION = "fp32"  # forward precision: "fp32" | "bf16" | "fp16" (fp16 on cuda only)
-_C.TEST.COMPILE = False  # torch.compile the model for testing, prediction and the speed benchmark (engine.precision.maybe_compile)
+_C.TEST.COMPILE = False  # torch.compile the model for testing, prediction and the speed benchmark (utils.precision.maybe_compile)
 _C.TEST.VIEW_SWEEP = False  # also report accuracy for fewer clips/crops from the same decodes
 _C.TEST.FVCORE_SAMPLE_CLIPS = 4  # IA-RED²: views also traced by fvcore, logged beside the trace-free count (0 = none)
 

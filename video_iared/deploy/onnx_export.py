@@ -21,7 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from video_iared.build import build_keep_ratio_models
 from video_iared.deploy.static_iared import StaticIARED
+from video_iared.engine.multiview_test import build_test_model
+from video_iared.profiling.timing import interleaved_speed
 from video_iared.pruning.iared import IAREDTimeSformer
 
 logger = logging.getLogger(__name__)
@@ -140,12 +143,9 @@ def export_checked(model: nn.Module, path: str, clip_shape: Tuple[int, int, int,
 
 def onnx_speed_rows(cfg, keep_rates: Sequence[float] = (0.7,), batch_sizes: Sequence[int] = (1,), warmup: int = 1,
                     reps: int = 3, work_dir: str = "") -> List[Dict[str, object]]:
-    """Dense and IA-RED² keep_ratio (the dense weights, as ``pruning.speed``'s table) in eager PyTorch (packed)
+    """Dense and IA-RED² keep_ratio (the dense weights, as ``benchmarks.keep_ratio_speed``'s table) in eager PyTorch (packed)
     and ONNX Runtime (exported per batch size), timed round-robin in one run; prints a table and one line
     ``onnx_speed ...``; returns the rows {"variant", "runtime", "batch", "ms_per_clip", "speedup", "max_abs_diff"}."""
-    from video_iared.analysis.speed import interleaved_speed
-    from video_iared.pruning.speed import build_keep_ratio_models
-
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)
     T, S, C = cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0]
     models = [("dense", dense)] + [(f"keep {r:g}", m) for r, m in zip(keep_rates, pruned)]
@@ -182,8 +182,6 @@ def export_from_cfg(cfg, checkpoint: str, output: str = "", mode: str = "", batc
     """``tools/export.py``: the weights the test stage would evaluate (``build_test_model``: ``checkpoint``, the
     calibrated threshold of an IA-RED² checkpoint), exported at the test clip size and checked in ONNX Runtime.
     ``output`` defaults to OUTPUT_DIR/model[_<mode>].onnx; ``mode`` to IARED.MODE (IA-RED² configs)."""
-    from video_iared.engine.multiview_test import build_test_model
-
     model = build_test_model(cfg, torch.device("cpu"), checkpoint)
     mode = mode or (cfg.IARED.MODE if cfg.IARED.ENABLE else "")
     d = cfg.DATA

@@ -5,6 +5,7 @@ import contextlib
 from typing import Optional
 
 import torch
+from video_iared.utils.precision import precision_dtype
 
 
 def amp_dtype(device: torch.device, precision: str, key: str = "TEST.PRECISION") -> Optional[torch.dtype]:
@@ -12,12 +13,11 @@ def amp_dtype(device: torch.device, precision: str, key: str = "TEST.PRECISION")
 
     "mixed" is TRAIN.MIXED_PRECISION with TRAIN.AMP_DTYPE "auto": fp16 on cuda (with a GradScaler), bf16 on the
     cpu, whose autocast has no fp16 kernels worth using. The other names follow
-    ``engine.precision.precision_dtype`` (fp16 on the cpu is refused, naming ``key``, rather than silently run
+    ``utils.precision.precision_dtype`` (fp16 on the cpu is refused, naming ``key``, rather than silently run
     in another precision).
     """
     if precision == "mixed":
         return torch.float16 if device.type == "cuda" else torch.bfloat16
-    from video_iared.engine.precision import precision_dtype
 
     return precision_dtype(precision, device, key)
 

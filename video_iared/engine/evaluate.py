@@ -6,8 +6,9 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import nn
 
-from video_iared.engine import distributed as du
+from video_iared.data.device_normalize import as_normalizer
 from video_iared.engine.amp import autocast
+from video_iared.engine import distributed as du
 from video_iared.engine.meters import topk_correct
 
 
@@ -25,8 +26,6 @@ def evaluate(
     processes, so every rank returns the same figures. The model is left in eval mode. ``normalizer``: applied
     to each clip batch on ``device`` (``device_normalize``: uint8 clips; None: float clips only).
     """
-    from video_iared.data.device_normalize import as_normalizer
-
     normalize = as_normalizer(normalizer)
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")

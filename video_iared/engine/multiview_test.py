@@ -20,14 +20,24 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from video_iared.engine import distributed as du
+from video_iared.build import build_model
+from video_iared.checkpoint import load_checkpoint
+from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.data.device_normalize import as_normalizer
+from video_iared.data import build_multiview_loader, build_normalizer
+from video_iared.engine.amp import amp_dtype
 from video_iared.engine.amp import autocast
 from video_iared.engine.device import init_from_cfg
 from video_iared.engine.ensemble import ensemble_views, sweep_settings, view_subset
+from video_iared.engine import distributed as du
 from video_iared.engine.meters import mean_class_accuracy, topk_correct
-from video_iared.engine.precision import float32_weights
+from video_iared.engine.results import write_predictions
+from video_iared.engine.train_iared import apply_calibration
+from video_iared.profiling.flops import log_model_info, model_gflops
 from video_iared.pruning.cost import clip_gflops, cost_report, fvcore_sample_lines
 from video_iared.pruning.exact_cost import forward_gflops
+from video_iared.utils.precision import float32_weights
+from video_iared.utils.precision import matmul_weights_in, maybe_compile
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +88,11 @@ def run_multiview(
 
     Each record also holds ``view_logits`` (V, K) on the cpu, which the view sweep and SAVE_VIEW_LOGITS use.
     Under a low-precision ``dtype`` the matmul weights are held in it for the whole run
-    (``engine.precision.matmul_weights_in``: cast once, not by autocast on every chunk; same logits) and
+    (``utils.precision.matmul_weights_in``: cast once, not by autocast on every chunk; same logits) and
     put back in float32 at the end; a ``forward_fn`` that runs the model in float32 wraps that in
     ``float32_weights``. ``normalizer``: applied to every chunk of views on ``device`` (uint8 views under
     DATA.NORMALIZE_ON_DEVICE: ``device_normalize.build_normalizer(cfg)``; None: float views only).
     """
-    from video_iared.data.device_normalize import as_normalizer
-    from video_iared.engine.precision import matmul_weights_in
-
     model.eval()
     with matmul_weights_in(model, dtype):
         return _run_chunks(model, loader, device, views_per_chunk, ensemble_method, dtype,
@@ -269,7 +276,6 @@ def _trained_iared(cfg) -> str:
 
     if not cfg.IARED.ENABLE:
         return ""
-    from video_iared.engine.train_iared import final_checkpoint_path
 
     path = final_checkpoint_path(cfg.OUTPUT_DIR)
     return path if os.path.isfile(path) else ""
@@ -283,10 +289,6 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
     calibrated to (``train_iared.apply_calibration``), not IARED.THRESHOLD."""
     import os
 
-    from video_iared.checkpoint import load_checkpoint
-    from video_iared.checkpoint.io import latest_checkpoint
-    from video_iared.models import build_model
-
     model = build_model(cfg).to(device)
     path = cfg.TEST.CHECKPOINT_FILE_PATH or checkpoint or _trained_iared(cfg) or latest_checkpoint(cfg.OUTPUT_DIR)
     if not path:
@@ -295,7 +297,6 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
             f"{os.path.join(cfg.OUTPUT_DIR, 'checkpoints')})")
     logger.info("%sevaluating weights %s", tag, path)
     load_checkpoint(path, model, for_evaluation=True)  # no random head or interpreters
-    from video_iared.engine.train_iared import apply_calibration
 
     apply_calibration(cfg, model, path, tag)  # IARED.TARGET_COST: the threshold calibrated in training
     return model.eval()
@@ -322,12 +323,6 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     (``summary_line`` formats it). Every process returns the same summary.
     """
     import os
-
-    from video_iared.analysis.flops import log_model_info, model_gflops
-    from video_iared.data import build_multiview_loader, build_normalizer
-    from video_iared.engine.amp import amp_dtype
-    from video_iared.engine.precision import maybe_compile
-    from video_iared.engine.results import write_predictions
 
     info = info or init_from_cfg(cfg)
     device = info.device

@@ -16,8 +16,17 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from video_iared.engine import distributed as du
+from video_iared.data.annotations import VideoRecord, read_class_names, read_ssv2_labels, ssv2_class_names
+from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
+from video_iared.data.device_normalize import build_normalizer
+from video_iared.data.loader import ShardSampler, collate_list
+from video_iared.data.multiview import MultiViewDataset
+from video_iared.engine.amp import amp_dtype
 from video_iared.engine.device import init_from_cfg
+from video_iared.engine import distributed as du
+from video_iared.engine.multiview_test import NoVideoEvaluatedError, build_test_model, dense_forward, gather_records, iared_forward, run_multiview
+from video_iared.profiling.flops import model_gflops
+from video_iared.utils.precision import maybe_compile
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +157,6 @@ def load_class_names(path: str) -> Optional[List[str]]:
     if not path:
         return None
     if path.lower().endswith(".json"):
-        from video_iared.data.annotations import read_class_names
-
         names = read_class_names(path)
         if names is None:
             raise FileNotFoundError(f"PREDICT.CLASS_NAMES: {path} not found")
@@ -160,8 +167,6 @@ def load_class_names(path: str) -> Optional[List[str]]:
 
 def dataset_class_names(cfg) -> Optional[List[str]]:
     """The configured dataset's class names when its annotation folder has them (else None)."""
-    from video_iared.data.annotations import read_class_names, read_ssv2_labels, ssv2_class_names
-
     d = cfg.DATA.PATH_TO_DATA_DIR
     if not d:
         return None
@@ -178,17 +183,6 @@ def dataset_class_names(cfg) -> Optional[List[str]]:
 def predict(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "") -> str:
     """Run batch inference on PREDICT.INPUT; writes OUTPUT_DIR/PREDICT.OUTPUT and returns its path."""
     from torch.utils.data import DataLoader
-
-    from video_iared.data.annotations import VideoRecord
-    from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
-    from video_iared.data.device_normalize import build_normalizer
-    from video_iared.data.loader import ShardSampler, collate_list
-    from video_iared.data.multiview import MultiViewDataset
-    from video_iared.engine.amp import amp_dtype
-    from video_iared.engine.precision import maybe_compile
-    from video_iared.engine.multiview_test import (NoVideoEvaluatedError, build_test_model, dense_forward,
-                                                   gather_records, iared_forward, run_multiview)
-    from video_iared.analysis.flops import model_gflops
 
     info = info or init_from_cfg(cfg)
     p, t, d = cfg.PREDICT, cfg.TEST, cfg.DATA

@@ -11,22 +11,25 @@ import logging
 import math
 import os
 import random
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
 from video_iared.checkpoint import io as ckpt_io
-from video_iared.engine import distributed as du
+from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.data.build import check_splits
 from video_iared.engine.device import init_from_cfg
+from video_iared.engine import distributed as du
+from video_iared.engine.multiview_test import NoVideoEvaluatedError, summary_line, test
+from video_iared.engine.predict import predict
+from video_iared.engine.train import train
+from video_iared.engine.train_iared import train_iared
+from video_iared.synthetic import ensure_synthetic_dataset
 from video_iared.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
-
-
-class StageNotBuiltError(NotImplementedError):
-    """A stage the config asks for that this version of the package does not implement yet."""
 
 
 def seed_everything(seed: int) -> None:
@@ -54,25 +57,6 @@ def _emit(line: str) -> None:
     print(line, flush=True)
 
 
-def _run_benchmark(cfg: CfgNode) -> None:
-    kind = cfg.BENCHMARK.TYPE
-    if kind == "loader":
-        try:
-            from video_iared.analysis.loader_benchmark import benchmark_loader
-        except ImportError as e:
-            raise StageNotBuiltError(f"BENCHMARK.TYPE loader: video_iared.analysis.loader_benchmark is missing ({e})")
-        benchmark_loader(cfg)
-        return
-    try:
-        from video_iared.analysis.speed import benchmark_from_cfg
-    except ImportError as e:
-        raise StageNotBuiltError(f"BENCHMARK.TYPE speed: video_iared.analysis.speed.benchmark_from_cfg is missing ({e})")
-    from video_iared.utils.malloc import retain_freed_memory
-
-    logger.info(retain_freed_memory())  # as tools/benchmark.py: no page faults credited to any variant
-    benchmark_from_cfg(cfg)
-
-
 def _comparison(dense: Dict, pruned: Dict) -> str:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b and not math.isnan(a) and not math.isnan(b) else "n/a"
@@ -90,12 +74,18 @@ def _outputs_written(output_dir: str) -> List[str]:
             if os.path.exists(os.path.join(output_dir, n))]
 
 
-def run(cfg: CfgNode) -> Optional[Dict]:
-    """Run every stage the config enables; returns the final test summary (or None without a test stage)."""
+BenchmarkStage = Callable[[CfgNode], None]
+
+
+def run(cfg: CfgNode, benchmark: Optional[BenchmarkStage] = None) -> Optional[Dict]:
+    """Run every stage the config enables; returns the final test summary (or None without a test stage).
+
+    ``benchmark``: what ``BENCHMARK.TYPE`` runs after the set-up (``benchmarks.stage.run_benchmark_stage``, passed
+    in by ``tools_main``: the benchmarks sit above the engine and the engine never imports them)."""
     info = init_from_cfg(cfg)
     setup_logging(cfg.OUTPUT_DIR if info.is_main else "", is_main=info.is_main)
     try:
-        summary = _run(cfg, info)
+        summary = _run(cfg, info, benchmark)
     except BaseException:
         du.cleanup(synchronize=False)
         raise
@@ -103,7 +93,7 @@ def run(cfg: CfgNode) -> Optional[Dict]:
     return summary
 
 
-def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
+def _run(cfg: CfgNode, info: du.DistInfo, benchmark: Optional[BenchmarkStage]) -> Optional[Dict]:
     if info.is_main:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
@@ -115,21 +105,18 @@ def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
                 info.world_size)
 
     if cfg.SYNTHETIC.ENABLE:
-        from video_iared.synthetic import ensure_synthetic_dataset
-
         if info.is_main:  # one writer; the others wait for the files
             ensure_synthetic_dataset(cfg)
         du.barrier()
 
     if cfg.BENCHMARK.TYPE:
-        _run_benchmark(cfg)
+        if benchmark is None:
+            raise ValueError(f"BENCHMARK.TYPE {cfg.BENCHMARK.TYPE}: run(cfg, benchmark=...) needs the benchmark stage "
+                             "(video_iared.benchmarks.stage.run_benchmark_stage; tools/run_net.py passes it)")
+        benchmark(cfg)
         return None
-    from video_iared.data.build import check_splits
 
     check_splits(cfg)  # every split the run reads, before anything trains
-
-    from video_iared.engine.multiview_test import NoVideoEvaluatedError, summary_line, test
-    from video_iared.engine.train import train
 
     checkpoint = ""
     dense_summary = None
@@ -140,32 +127,22 @@ def _run(cfg: CfgNode, info: du.DistInfo) -> Optional[Dict]:
             logger.info("IA-RED²: training the dense model first (into %s)", dense_cfg.OUTPUT_DIR)
             dense_ckpt = train(dense_cfg, info)
         if not dense_ckpt:
-            from video_iared.checkpoint.io import latest_checkpoint
-
             dense_ckpt = latest_checkpoint(dense_cfg.OUTPUT_DIR) or ""
         if cfg.TEST.ENABLE and dense_ckpt:
             dense_summary = test(dense_cfg, info, dense_ckpt, label="dense")
             if info.is_main:
                 _emit("dense: " + summary_line(dense_summary))
         if cfg.TRAIN.ENABLE:
-            try:
-                from video_iared.engine.train_iared import train_iared
-            except ImportError as e:
-                raise StageNotBuiltError(f"IA-RED² training (video_iared.engine.train_iared) is missing: {e}")
             if not dense_ckpt:
                 raise FileNotFoundError("IA-RED² needs a dense checkpoint: set IARED.DENSE_CHECKPOINT or TRAIN.ENABLE")
             checkpoint = train_iared(cfg, dense_ckpt)
         elif cfg.TEST.ENABLE and not cfg.TEST.CHECKPOINT_FILE_PATH:
-            from video_iared.engine.train_iared import final_checkpoint_path
-
             # a test-only run of an IA-RED² OUTPUT_DIR evaluates the curriculum's final checkpoint
             checkpoint = final_checkpoint_path(cfg.OUTPUT_DIR) if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)) else ""
     elif cfg.TRAIN.ENABLE:
         checkpoint = train(cfg, info)
 
     if cfg.PREDICT.ENABLE:
-        from video_iared.engine.predict import predict
-
         predict(cfg, info, checkpoint)
 
     summary = None

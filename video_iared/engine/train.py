@@ -19,14 +19,20 @@ from fvcore.common.config import CfgNode
 from torch import nn
 from tqdm import tqdm
 
+from video_iared.build import build_model
 from video_iared.checkpoint import io as ckpt_io
-from video_iared.engine import distributed as du
-from video_iared.engine.device import init_from_cfg
+from video_iared.checkpoint import load_checkpoint
+from video_iared.data.device_normalize import as_normalizer, build_normalizer
+from video_iared.data import loader as data_loader
+from video_iared.data.loader import build_loader
 from video_iared.engine.amp import autocast, make_scaler, train_dtype
+from video_iared.engine.device import init_from_cfg
 from video_iared.engine.evaluate import evaluate
+from video_iared.engine import distributed as du
 from video_iared.engine.meters import TrainMeter, topk_correct
 from video_iared.engine.optim import build_optimizer, lr_at_epoch, set_lr
 from video_iared.engine.stats import StatsWriter, epoch_rows_after
+from video_iared.profiling.flops import log_model_info
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +77,6 @@ def train_one_epoch(
     and by the optimizer. ``normalizer``: applied to each clip batch on ``device`` (a ``ClipNormalizer`` for
     uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: float clips, normalised by the loader workers).
     """
-    from video_iared.data.device_normalize import as_normalizer
-
     normalize = as_normalizer(normalizer)
     model.train()
     meter = TrainMeter()
@@ -194,10 +198,6 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     weights when set. Validates every TRAIN.EVAL_PERIOD epochs and keeps ``checkpoint_best.pyth`` (highest
     clip-level val top-1). Only rank 0 writes checkpoints and stats.jsonl.
     """
-    from video_iared.data.device_normalize import build_normalizer
-    from video_iared.data.loader import build_loader, set_loader_epoch
-    from video_iared.models import build_model
-
     info = info or init_from_cfg(cfg)
     device = info.device
     # Data first: a missing list file or video fails in a second, before a large model is built.
@@ -209,8 +209,6 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     model = build_model(cfg).to(device)
     arch = model.arch() if hasattr(model, "arch") else arch_from_cfg(cfg)
     if cfg.LOG_MODEL_INFO and info.is_main:
-        from video_iared.analysis.flops import log_model_info
-
         log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], log=logger)
     s = cfg.SOLVER
     optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
@@ -230,8 +228,6 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         if dropped:
             logger.info("stats.jsonl: dropped %d rows of the interrupted epoch(s) after %d", dropped, start_epoch)
     elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        from video_iared.checkpoint import load_checkpoint
-
         load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)  # logs its own load report
         logger.info("initial weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
 
@@ -255,7 +251,7 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
         # Per-epoch seeding (shuffle, dropout) and per-(epoch, video) augmentation seeds make a resumed run draw
         # what an unbroken one would, whatever DATA_LOADER.NUM_WORKERS.
         torch.manual_seed(cfg.RNG_SEED + epoch)
-        set_loader_epoch(train_loader, epoch)
+        data_loader.set_loader_epoch(train_loader, epoch)
         t0 = time.perf_counter()
         summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                   cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD,

@@ -20,40 +20,32 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
+from video_iared.build import build_iared_model
 from video_iared.checkpoint import io as ckpt_io
-from video_iared.engine import distributed as du
-from video_iared.engine.device import init_from_cfg
+from video_iared.checkpoint import load_checkpoint
+from video_iared.data.device_normalize import build_normalizer
+from video_iared.data.loader import build_loader, set_loader_epoch
 from video_iared.engine.amp import amp_dtype, policy_dtype, train_dtype
+from video_iared.engine.amp import make_scaler
+from video_iared.engine.device import init_from_cfg
+from video_iared.engine import distributed as du
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter
+from video_iared.engine.train import arch_from_cfg, reduce_epoch_summary, train_one_epoch, wrap_ddp
+from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
+from video_iared.pruning.cost import dense_gflops
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policies
+from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 
 logger = logging.getLogger(__name__)
 
 # the finetune's epochs seed the RNG and the loader draws as RNG_SEED + this + epoch / this + epoch: draws of their own,
-# the same on resumption (analysis.baseline_finetune reuses them for its rows)
+# the same on resumption (benchmarks.baseline_finetune reuses them for its rows)
 FINETUNE_EPOCH_OFFSET = 7919
 
 
 def _arch(cfg: CfgNode) -> dict:
-    from video_iared.engine.train import arch_from_cfg
-
     return arch_from_cfg(cfg)
-
-
-def stage_checkpoint_name(stage: int) -> str:
-    """``iared_stage_XX.pyth``: the file of the model after curriculum stage ``stage`` (0-based)."""
-    return f"iared_stage_{stage:02d}.pyth"
-
-
-def stage_checkpoint_path(output_dir: str, stage: int) -> str:
-    """``OUTPUT_DIR/checkpoints/iared_stage_XX.pyth``."""
-    return os.path.join(ckpt_io.checkpoint_dir(output_dir), stage_checkpoint_name(stage))
-
-
-def final_checkpoint_path(output_dir: str) -> str:
-    """``OUTPUT_DIR/checkpoints/checkpoint_iared.pyth``: the trained IA-RED² model."""
-    return os.path.join(ckpt_io.checkpoint_dir(output_dir), "checkpoint_iared.pyth")
 
 
 def _fmt(v) -> str:
@@ -62,11 +54,6 @@ def _fmt(v) -> str:
 
 def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     """Curriculum (one stage per group, IARED.CURRICULUM_EPOCHS each) + IARED.FINETUNE_EPOCHS of finetuning."""
-    from video_iared.checkpoint import load_checkpoint
-    from video_iared.data.device_normalize import build_normalizer
-    from video_iared.data.loader import build_loader, set_loader_epoch
-    from video_iared.pruning import build_iared_model
-
     info = init_from_cfg(cfg)
     device = info.device
     ia = cfg.IARED
@@ -95,7 +82,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
                 ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
 
     for stage in range(G):
-        path = stage_checkpoint_path(cfg.OUTPUT_DIR, stage)
+        path = ckpt_io.stage_checkpoint_path(cfg.OUTPUT_DIR, stage)
         if cfg.TRAIN.AUTO_RESUME and os.path.isfile(path):
             load_checkpoint(path, model)
             logger.info("IA-RED² stage %d: resumed from %s", stage, path)
@@ -147,7 +134,7 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
 
     du.check_replicas_equal(list(model.parameters()) + [torch.tensor(model.threshold, dtype=torch.float64)],
                             "IA-RED² final model (parameters and threshold)")
-    final = final_checkpoint_path(cfg.OUTPUT_DIR)
+    final = ckpt_io.final_checkpoint_path(cfg.OUTPUT_DIR)
     if info.is_main:
         extra = {ckpt_io.CALIBRATION_KEY: calibration.record()} if calibration is not None else None
         ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch, extra=extra)
@@ -161,10 +148,6 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
 def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str, reduce_fn):
     """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
     (on IARED.CALIBRATION_VIDEOS val videos; ``reduce_fn`` sums over processes: every process the same answer)."""
-    from video_iared.data import build_loader, build_normalizer
-    from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
-    from video_iared.pruning.cost import dense_gflops
-
     ia = cfg.IARED
     loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size, max_videos=ia.CALIBRATION_VIDEOS)
     size = cfg.DATA.TEST_CROP_SIZE  # the dense cost depends on the clip's shape only
@@ -230,11 +213,6 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
               reduce_fn) -> None:
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens
     (``reduce_fn``: the val statistics over every process's shard)."""
-    from video_iared.data.device_normalize import build_normalizer
-    from video_iared.data.loader import set_loader_epoch
-    from video_iared.engine.amp import make_scaler
-    from video_iared.engine.train import reduce_epoch_summary, train_one_epoch, wrap_ddp
-
     ia = cfg.IARED
     normalize = build_normalizer(cfg)
     set_stage(model, FINETUNE)
@@ -246,8 +224,6 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
     student: nn.Module = model
     if ia.FINETUNE_DISTILL > 0:
-        from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
-
         student = StudentWithTeacher(model, dense_teacher(model))
         loss_fn = DistillationLoss(student, loss_fn, ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
         logger.info("IA-RED² finetune: distillation from the dense model, weight %.2f, temperature %.1f",

@@ -1,7 +1,9 @@
-"""TimeSformer built from timm's bricks, with the official checkpoints' parameter names."""
+"""TimeSformer built from timm's bricks, with the official checkpoints' parameter names.
+
+Knows nothing of pruning, checkpoints or the config: ``video_iared.build.build_model(cfg)`` builds it from a config.
+"""
 from .attention import Attention
 from .block import ATTENTION_TYPES, Block
-from .build import build_model, timesformer_kwargs
 from .embeddings import pos_embed_for_grid, resize_pos_embed, resize_time_embed, time_embed_for_frames
 from .patch_embed import PatchEmbed
 from .timesformer import TimeSformer
@@ -14,10 +16,8 @@ __all__ = [
     "PatchEmbed",
     "TimeSformer",
     "TokenGrid",
-    "build_model",
     "pos_embed_for_grid",
     "resize_pos_embed",
     "resize_time_embed",
     "time_embed_for_frames",
-    "timesformer_kwargs",
 ]

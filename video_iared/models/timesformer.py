@@ -174,7 +174,7 @@ class TimeSformer(nn.Module):
                 raise ValueError("forward_head needs the grid for space_only attention (to average over T)")
             cls = cls.reshape(-1, grid.T, cls.shape[-1]).mean(dim=1)
         # float32 even under bf16/fp16 autocast: bf16 logits are rounded to 2^-8 relative, enough to turn a
-        # near-tie between the top classes into an exact tie (measured in engine/precision.py); the head is tiny
+        # near-tie between the top classes into an exact tie (measured in utils/precision.py); the head is tiny
         with torch.autocast(device_type=cls.device.type, enabled=False):
             cls = cls.to(self.norm.weight.dtype)  # the parameters' dtype: float32 unless the model was cast
             return self.head(self.head_drop(self.norm(cls)))

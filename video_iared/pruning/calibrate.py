@@ -19,6 +19,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
+from video_iared.data.device_normalize import as_normalizer
 from video_iared.pruning.cost import clip_gflops
 from video_iared.pruning.exact_cost import forward_gflops
 
@@ -72,8 +73,6 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
     trace-free and traced GFLOPs are logged side by side. ``dtype``: the autocast dtype of the forwards (None:
     float32) — the test stage's precision, so the threshold is calibrated on the decisions the test will make.
     ``normalizer``: applied to the clips on ``device`` (uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
-    from video_iared.data.device_normalize import as_normalizer
-
     normalize = as_normalizer(normalizer)
     policies = model.policies() if model.group_policy is None else list(model.group_policy)
     if model.mode != "threshold" or model.group_policy is not None or model.active_groups != model.num_groups:

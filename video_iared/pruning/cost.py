@@ -15,7 +15,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from video_iared.analysis.flops import model_gflops
+from video_iared.profiling.flops import model_gflops
 
 
 def analytic_fraction(keep_rates: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from video_iared.data.device_normalize import as_normalizer
 from video_iared.pruning.calibrate import ReduceFn  # element-wise sum over processes
 from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_fraction, policy_loss
 
@@ -23,8 +24,6 @@ Normalizer = Callable[[torch.Tensor], torch.Tensor]  # data.device_normalize: ui
 
 
 def _normalizer(normalizer: Optional[Normalizer]) -> Normalizer:
-    from video_iared.data.device_normalize import as_normalizer
-
     return as_normalizer(normalizer)
 
 

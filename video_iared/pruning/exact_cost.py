@@ -3,7 +3,7 @@
 A pruned clip's cost is a function of its kept tokens only: every linear layer runs on the kept rows, every
 attention on segments whose lengths are the kept counts (q.k^T and attn.v cost L^2 * D per segment), every
 LayerNorm on the rows it sees. This module restates, in closed form, exactly what fvcore counts when it traces
-the model on one clip (``analysis.flops.model_gflops``: its handles for linear / conv / norms / upsampling and
+the model on one clip (``profiling.flops.model_gflops``: its handles for linear / conv / norms / upsampling and
 the project's SDPA handle; 1 MAC = 1 flop), so the test stage, predict and the calibration need no trace per
 clip. ``tests/test_exact_cost.py`` checks the equality against real traces.
 

@@ -22,6 +22,9 @@ class Interpreter(nn.Module):
     Only the CLS row needs a query and only patch rows need keys, so the two halves are applied separately.
     """
 
+    # utils.precision keeps modules that say so in float32 (the keep decision), without importing this class
+    float32_decision = True
+
     def __init__(self, dim: int, num_heads: int = 6, head_dim: int = 64, eps: float = 1e-6,
                  init_keep_prob: float = 0.5) -> None:
         super().__init__()
@@ -55,7 +58,7 @@ class Interpreter(nn.Module):
         hd = self.num_heads * self.head_dim
         w, b = self.qk.weight, self.qk.bias
         # float32 even under bf16/fp16 autocast: bf16 queries/keys move keep probabilities by a few 1e-3 and
-        # flip decisions near the threshold (measured in engine/precision.py); this layer is ~1 % of a group
+        # flip decisions near the threshold (measured in utils/precision.py); this layer is ~1 % of a group
         with torch.autocast(device_type=cls.device.type, enabled=False):
             cls, patches = cls.to(w.dtype), patches.to(w.dtype)
             q = F.linear(self.norm(cls), w[:hd], b[:hd])

@@ -109,7 +109,7 @@ def varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seq: 
 def _traced_varlen_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seq: torch.Tensor, max_len: int,
                              scale: float, pairs: int) -> torch.Tensor:
     """:func:`varlen_attention` as one op of a jit trace (what fvcore traces): ``pairs`` = sum over segments of
-    length^2, a trace-time constant that ``analysis.flops``'s handle reads to count the segments' real work."""
+    length^2, a trace-time constant that ``profiling.flops``'s handle reads to count the segments' real work."""
     return varlen_attention(q, k, v, cu_seq, max_len, scale)
 
 

@@ -28,8 +28,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from video_iared.build import build_keep_ratio_models
+from video_iared.data.annotations import VideoRecord
+from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
+from video_iared.data.device_normalize import build_normalizer
+from video_iared.data.multiview import MultiViewDataset
+from video_iared.engine.amp import amp_dtype
 from video_iared.engine.device import device_from_cfg
-from video_iared.engine.precision import inference_precision
+from video_iared.engine.multiview_test import dense_forward, iared_forward, run_multiview
+from video_iared.engine.predict import list_videos
+from video_iared.engine.results import write_predictions
+from video_iared.profiling.flops import model_gflops
+from video_iared.profiling.timing import load_note
+from video_iared.pruning.exact_cost import forward_gflops
+from video_iared.utils.precision import maybe_compile
+from video_iared.utils.video_io import write_video
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +51,6 @@ def make_video_folder(out_dir: str, num_videos: int = 8, height: int = 320, widt
                       num_frames: int = 64, fps: int = 30, gop: int = 30, seed: int = 0) -> List[str]:
     """Write ``num_videos`` H.264 .mp4 files (uint8 RGB, ``height`` x ``width``, ``num_frames`` frames) into
     ``out_dir`` and return their paths. Existing files of the same name and size are kept (re-runs are cheap)."""
-    from video_iared.utils.video_io import write_video
-
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     yy, xx = np.mgrid[0:height, 0:width]
@@ -143,8 +154,6 @@ class _CostTimer:
         self.repeat_s = 0.0  # the repeat's whole time (sync included), taken out of the run time
 
     def __call__(self, model: nn.Module, views: torch.Tensor):
-        from video_iared.pruning.exact_cost import forward_gflops
-
         out = self.forward_fn(model, views)
         if out.keep_rates is not None:  # an IA-RED² forward: its cost came from the kept sets
             t0 = time.perf_counter()
@@ -197,10 +206,6 @@ def run_end_to_end(
     ``warmup_batches`` untimed batches per variant come first. ``normalizer``: run_multiview's (uint8 views from
     a dataset built with DATA.NORMALIZE_ON_DEVICE, normalised on ``device`` inside the timed run).
     """
-    from video_iared.engine.amp import amp_dtype
-    from video_iared.engine.multiview_test import run_multiview
-    from video_iared.engine.results import write_predictions
-
     dev = torch.device(device)
     batches, load_s = load_batches(dataset, batch_size)
     views = getattr(dataset, "num_views", 1)
@@ -250,10 +255,6 @@ def format_end_to_end_table(results: Sequence[EndToEndResult]) -> str:
 
 def _folder_dataset(cfg, paths: Sequence[str]):
     """The test stage's ``MultiViewDataset`` over ``paths`` (label 0: the benchmark times, it does not score)."""
-    from video_iared.data.annotations import VideoRecord
-    from video_iared.data.build import ADAPTERS, build_sampler, build_test_transform, reader_fn
-    from video_iared.data.multiview import MultiViewDataset
-
     t = cfg.TEST
     records = [VideoRecord(p, 0, f"{p}") for p in paths]
     return MultiViewDataset(records, reader_fn(cfg), build_sampler(cfg, ADAPTERS[t.DATASET]),
@@ -267,21 +268,12 @@ def end_to_end_from_cfg(cfg, folder: str, num_videos: int = 8, precisions: Seque
     weights — speed does not depend on them) at every precision, on ``num_videos`` 320p videos written into
     ``folder`` (or the videos already there, when ``num_videos`` is 0). The last line:
     ``end_to_end_summary min_speedup_to_gflops_ratio=<float> ...``."""
-    from video_iared.analysis.flops import model_gflops
-    from video_iared.analysis.speed import load_note
-    from video_iared.data.device_normalize import build_normalizer
-    from video_iared.engine.multiview_test import dense_forward, iared_forward
-    from video_iared.engine.precision import maybe_compile
-    from video_iared.pruning.speed import build_keep_ratio_models
-
     d, t = cfg.DATA, cfg.TEST
     if num_videos > 0:
         span = int(d.NUM_FRAMES * d.SAMPLING_RATE)
         # 10 s at 30 fps, like a Kinetics clip (longer when one clip spans more)
         paths = make_video_folder(folder, num_videos, num_frames=max(span, 300), seed=cfg.RNG_SEED)
     else:
-        from video_iared.engine.predict import list_videos
-
         paths = list_videos(folder)
     device = device_from_cfg(cfg)
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)

@@ -20,6 +20,7 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from video_iared.utils.video_io import write_video
 
 TITLES = {"interpreter": "interpreter score", "interpreter_g0": "interpreter (group 0) p", "kept": "groups survived",
           "attention": "raw attention (last block)", "rollout": "attention rollout", "gradcam": "Grad-CAM",
@@ -181,8 +182,6 @@ def save_kept_animation(path: str, frames: np.ndarray, kept: np.ndarray, fps: in
         pil[0].save(path, save_all=True, append_images=pil[1:], duration=int(1000 / fps), loop=0,
                     comment=title.encode("utf-8")[:255])
     elif ext == ".mp4":
-        from video_iared.utils.video_io import write_video
-
         even = imgs[:, : imgs.shape[1] // 2 * 2, : imgs.shape[2] // 2 * 2]  # H.264 wants even sizes
         write_video(path, np.ascontiguousarray(even), fps=fps)
     else:

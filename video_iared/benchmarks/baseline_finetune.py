@@ -20,6 +20,12 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
+from video_iared.data.device_normalize import build_normalizer
+from video_iared.data.loader import set_loader_epoch
+from video_iared.engine.amp import amp_dtype, make_scaler
+from video_iared.engine.optim import build_optimizer, lr_at_epoch
+from video_iared.engine.train import train_one_epoch
+from video_iared.engine.train_iared import FINETUNE_EPOCH_OFFSET
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +53,6 @@ class FinetuneRecipe:
 def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
     """IA-RED²'s finetune settings of ``cfg`` (IARED.FINETUNE_LR, SOLVER.*, TRAIN.*, the normaliser of
     DATA.NORMALIZE_ON_DEVICE), for ``epochs`` epochs."""
-    from video_iared.data.device_normalize import build_normalizer
-
     s = cfg.SOLVER
     if epochs != cfg.IARED.FINETUNE_EPOCHS:
         logger.warning("finetuning the rows %d epochs; IA-RED²'s own finetune had IARED.FINETUNE_EPOCHS %d", epochs,
@@ -79,12 +83,6 @@ def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, r
     in eval mode, ``attrs`` set. ``frozen``: name prefixes of parameters that stay fixed (IA-RED²'s
     "interpreters."); ``train_attrs``: set for the training only (IA-RED²'s ``group_policy``: in train mode its
     groups would otherwise sample)."""
-    from video_iared.data.loader import set_loader_epoch
-    from video_iared.engine.amp import amp_dtype, make_scaler
-    from video_iared.engine.optim import build_optimizer, lr_at_epoch
-    from video_iared.engine.train import train_one_epoch
-    from video_iared.engine.train_iared import FINETUNE_EPOCH_OFFSET
-
     net = copy.deepcopy(model).to(device)
     for k, v in {**attrs, **(train_attrs or {})}.items():
         setattr(net, k, v)

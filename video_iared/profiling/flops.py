@@ -72,7 +72,11 @@ SIDE_OUTPUTS = ("last_probs", "last_keep_rates", "last_keeps", "last_log_prob")
 
 
 def _side_tensors(model: nn.Module) -> List[torch.Tensor]:
-    """The tensors of ``SIDE_OUTPUTS`` set on ``model`` (and on ``model.model``, a budget view's wrapped model)."""
+    """The tensors of ``SIDE_OUTPUTS`` set on ``model`` and on ``model.model`` (instance attributes, read by name).
+
+    ``model.model``: the convention of a wrapper that runs another model and keeps it as ``.model`` (a wrapper
+    that sets attributes or contexts around the wrapped forward): its side outputs live on the wrapped one.
+    """
     found: List[torch.Tensor] = []
     for m in (model, getattr(model, "model", None)):
         if not isinstance(m, nn.Module):
@@ -180,21 +184,3 @@ def format_flops_line(info: Dict[str, float]) -> str:
         f"params_m={info['params_m']:.4f} gflops_per_view={info['gflops_per_view']:.4f} "
         f"views={int(info['views'])} gflops_total={info['gflops_total']:.4f}"
     )
-
-
-def report_flops(cfg, log: Optional[logging.Logger] = None) -> Dict[str, float]:
-    """tools/flops.py: build the model of ``cfg`` and count it at test size for all test views.
-
-    Per view: one (1, C, NUM_FRAMES, TEST_CROP_SIZE, TEST_CROP_SIZE) clip; views: NUM_ENSEMBLE_VIEWS x
-    NUM_SPATIAL_CROPS. A pruned model's count depends on the clip: measure it on real clips with
-    ``model_gflops`` (or, for IA-RED², without a trace: ``pruning.exact_cost``) instead of this random one.
-    """
-    from video_iared.models import build_model
-
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.TIMESFORMER.PRETRAINED_MODEL = ""  # counting needs no weights
-    model = build_model(cfg).eval()
-    views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-    return log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0],
-                          views=views, log=log)

@@ -1,4 +1,4 @@
-"""Forward-pass speed of a list of model variants (dense here; the pruning code adds keep-ratio rows).
+"""Speed tables of model variants (dense here; ``keep_ratio_speed`` adds the keep-ratio rows), timed by ``profiling.timing``.
 
 Each variant is timed on the same random clips, batch size by batch size: ``warmup`` untimed passes, then
 ``reps`` timed ones; the median and the spread (min, max) are reported per forward pass and per clip.
@@ -6,16 +6,20 @@ Each variant is timed on the same random clips, batch size by batch size: ``warm
 from __future__ import annotations
 
 import logging
-import os
-import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
 
+from video_iared.build import build_keep_ratio_models, timesformer_kwargs
 from video_iared.engine.device import device_from_cfg
+from video_iared.models.attention import Attention
+from video_iared.models import TimeSformer
+from video_iared.profiling.flops import model_gflops
+from video_iared.profiling.timing import SpeedResult, interleaved_speed, load_note
+from video_iared.utils.precision import float32_islands, maybe_compile, precision_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -27,75 +31,6 @@ class ModelVariant:
     name: str
     model: nn.Module
     note: str = ""
-
-
-@dataclass
-class SpeedResult:
-    """Wall-clock seconds of ``reps`` forward passes of one variant at one batch size."""
-
-    name: str
-    batch_size: int
-    precision: str
-    times_s: List[float] = field(default_factory=list)
-    cpu_times_s: List[float] = field(default_factory=list)  # process CPU time: cpu/wall ~ cores actually used
-
-    @property
-    def median_s(self) -> float:
-        return statistics.median(self.times_s)
-
-    @property
-    def min_s(self) -> float:
-        return min(self.times_s)
-
-    @property
-    def max_s(self) -> float:
-        return max(self.times_s)
-
-    @property
-    def per_clip_s(self) -> float:
-        return self.median_s / self.batch_size
-
-    @property
-    def cores_used(self) -> float:
-        """Median process CPU time over median wall time (NaN when CPU time was not recorded)."""
-        return statistics.median(self.cpu_times_s) / self.median_s if self.cpu_times_s else float("nan")
-
-    def line(self) -> str:
-        """A machine-readable line for logs and scripts."""
-        return (
-            f"speed variant={self.name.replace(' ', '_')} batch={self.batch_size} precision={self.precision} "
-            f"reps={len(self.times_s)} median_s={self.median_s:.4f} min_s={self.min_s:.4f} "
-            f"max_s={self.max_s:.4f} per_clip_s={self.per_clip_s:.4f} clips_per_s={1.0 / self.per_clip_s:.3f} "
-            f"cores_used={self.cores_used:.2f}"
-        )
-
-
-def time_once(model: nn.Module, clip: torch.Tensor, precision: str) -> Tuple[float, float]:
-    """(wall seconds, process CPU seconds) of one forward pass at ``precision``.
-
-    Low precision: autocast with the matmul weights held in its dtype (``engine.precision.inference_precision``),
-    entered per call because a model is timed at several precisions in turn (round-robin); the one-off cast
-    of the weights on entering is outside the timed region, as in inference that keeps them cast.
-    """
-    from video_iared.engine.precision import inference_precision
-
-    sync = torch.cuda.synchronize if clip.is_cuda else (lambda: None)
-    with torch.inference_mode(), inference_precision(model, precision, clip.device, key="--precision"):
-        sync()
-        w0, c0 = time.perf_counter(), time.process_time()
-        model(clip)
-        sync()
-        return time.perf_counter() - w0, time.process_time() - c0
-
-
-def time_forward(model: nn.Module, clip: torch.Tensor, warmup: int, reps: int, precision: str = "fp32") -> List[float]:
-    """Seconds of each of ``reps`` forward passes of ``model`` on ``clip`` (B, C, T, H, W), after ``warmup``."""
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
-    model.eval()
-    for _ in range(warmup):
-        time_once(model, clip, precision)
-    return [time_once(model, clip, precision)[0] for _ in range(reps)]
 
 
 def benchmark_variants(
@@ -119,42 +54,6 @@ def benchmark_variants(
     return interleaved_speed(pairs, batch_sizes, num_frames, crop_size, in_chans, warmup, reps, device, seed)
 
 
-def interleaved_speed(
-    pairs: Sequence[Tuple[str, nn.Module, str]],
-    batch_sizes: Sequence[int],
-    num_frames: int,
-    crop_size: int,
-    in_chans: int,
-    warmup: int,
-    reps: int,
-    device: str,
-    seed: int,
-) -> List[SpeedResult]:
-    """The timing loop shared by the speed benchmarks (also pruning.speed's keep-ratio table): (name, model, precision) pairs, round-robin within
-    each batch size on the same seeded random clip; one SpeedResult per pair and batch size, batch-major."""
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
-    gen = torch.Generator().manual_seed(seed)
-    for _, model, _ in pairs:
-        model.to(device).eval()
-    results: List[SpeedResult] = []
-    for bs in batch_sizes:
-        clip = torch.randn(bs, in_chans, num_frames, crop_size, crop_size, generator=gen).to(device)
-        for _ in range(warmup):
-            for _, model, precision in pairs:
-                time_once(model, clip, precision)
-        rows = [SpeedResult(name, bs, precision) for name, _, precision in pairs]
-        for _ in range(reps):
-            for (_, model, precision), row in zip(pairs, rows):
-                wall, cpu = time_once(model, clip, precision)
-                row.times_s.append(wall)
-                row.cpu_times_s.append(cpu)
-        for row in rows:
-            logger.info(row.line())
-        results.extend(rows)
-    return results
-
-
 def format_speed_table(results: Sequence[SpeedResult]) -> str:
     """A table of the results; speed-up is relative to the first variant at the same batch size."""
     first: Dict[int, float] = {}
@@ -167,21 +66,10 @@ def format_speed_table(results: Sequence[SpeedResult]) -> str:
     return "\n".join(rows)
 
 
-def load_note() -> str:
-    """The 1/5/15-minute load average and core count: other processes change the timings."""
-    try:
-        one, five, fifteen = os.getloadavg()
-        return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-    except OSError:
-        return f"load average unavailable; torch threads {torch.get_num_threads()}"
-
-
 def explicit_attention_variant(variant: ModelVariant) -> ModelVariant:
     """A copy of ``variant`` whose attention runs as explicit q@k^T, softmax, @v matmuls (``fused = False``):
     the straightforward implementation the SDPA path should not be slower than."""
     import copy
-
-    from video_iared.models.attention import Attention
 
     model = copy.deepcopy(variant.model)
     for m in model.modules():
@@ -195,8 +83,6 @@ def build_speed_variants(cfg) -> List[ModelVariant]:
 
     The IA-RED² code extends this list with its keep-ratio rows.
     """
-    from video_iared.models import TimeSformer, timesformer_kwargs
-
     return [ModelVariant("dense", TimeSformer(**timesformer_kwargs(cfg)).eval())]
 
 
@@ -262,8 +148,6 @@ def benchmark_precisions(
     Results come in the order precision-major: for each batch size, every variant at precisions[0], then
     every variant at precisions[1], ...
     """
-    from video_iared.engine.precision import precision_dtype
-
     for p in precisions:
         precision_dtype(p, device, key="--precision")  # fp16 on the cpu: a clear error before any timing
     pairs = [(v.name, v.model, p) for p in precisions for v in variants]
@@ -286,7 +170,7 @@ def format_precision_table(results: Sequence[SpeedResult], gflops: Dict[str, flo
 
 
 class Float32IslandsModel(nn.Module):
-    """``model`` run with its interpreters and classifier head in float32 (``engine.precision.float32_islands``)
+    """``model`` run with its interpreters and classifier head in float32 (``utils.precision.float32_islands``)
     inside any autocast: the variant that shows what the float32 keep decision costs."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -294,8 +178,6 @@ class Float32IslandsModel(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from video_iared.engine.precision import float32_islands
-
         with float32_islands(self.model):
             return self.model(x)
 
@@ -306,16 +188,11 @@ def build_precision_variants(cfg, keep_rates: Sequence[float] = (0.7,), compile_
     fvcore GFLOPs per clip measured on one random clip (exact: the kept counts are fixed in keep_ratio mode).
     ``compile_model`` wraps each in ``torch.compile`` (``maybe_compile``; dynamic shapes for the pruned ones).
     ``fp32_islands`` adds, for every keep rate, the same model with float32 interpreters and head."""
-    from video_iared.engine.precision import maybe_compile
-    from video_iared.pruning.speed import build_keep_ratio_models
-
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)
     out = [PrecisionVariant("dense", dense)] + [PrecisionVariant(f"iared keep {r:g}", m) for r, m in zip(keep_rates, pruned)]
     if fp32_islands:
         out += [PrecisionVariant(f"iared keep {r:g} f32i", Float32IslandsModel(m)) for r, m in zip(keep_rates, pruned)]
     if with_gflops:
-        from video_iared.analysis.flops import model_gflops
-
         probe = torch.randn(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE,
                             cfg.DATA.TEST_CROP_SIZE, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
         for v in out:

@@ -27,8 +27,6 @@ import logging
 import math
 import os
 import statistics
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -36,7 +34,20 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from video_iared.baselines.token_reduction import build_baseline
+from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
+from video_iared.build import iared_kwargs, timesformer_kwargs
+from video_iared.checkpoint import load_checkpoint
+from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint, read_calibration, stage_checkpoint_name
+from video_iared.data import build_multiview_loader, build_normalizer
+from video_iared.data.loader import build_loader
 from video_iared.engine.device import device_from_cfg
+from video_iared.engine.multiview_test import ChunkOutput, run_multiview, summarize
+from video_iared.models.timesformer import TimeSformer
+from video_iared.profiling.flops import flop_analysis, heavy_unsupported_ops
+from video_iared.profiling.memory import PeakMemory
+from video_iared.profiling.timing import load_note, time_once
+from video_iared.pruning.iared import IAREDTimeSformer
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +62,8 @@ EXTRA_CHEAP_OPS = {"aten::rand", "aten::new_ones", "aten::linalg_vector_norm", "
 # ----------------------------------------------------------------------------- variants
 class BudgetView(nn.Module):
     """A model seen at one budget: sets ``attrs`` on the shared ``model`` before each forward.
+
+    Keeps it as ``.model``: ``profiling.flops`` reads the side outputs of a wrapper's ``.model`` (by that name).
 
     Variants of a method share one set of weights (TimeSformer-B copies would cost 0.5 GB each).
     """
@@ -120,8 +133,6 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
     """The variants to measure. ``dense`` carries the dense weights (random / EViT / ToMe run on it as is);
     ``iared`` (an ``IAREDTimeSformer`` with trained interpreters, or None) serves both IA-RED² methods.
     ``calibrated``: the threshold the IA-RED² checkpoint was calibrated to (its row is labelled so)."""
-    from video_iared.pruning.baselines import build_baseline
-
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {ALL_METHODS}")
@@ -164,8 +175,6 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
 # ----------------------------------------------------------------------------- measurements
 def variant_gflops(model: nn.Module, clip: torch.Tensor) -> float:
     """fvcore GFLOPs (GMACs) of one forward on ``clip`` (1, C, T, H, W); raises if a heavy op went uncounted."""
-    from video_iared.analysis.flops import flop_analysis, heavy_unsupported_ops
-
     with torch.no_grad():
         analysis = flop_analysis(model.eval(), clip)
         total = analysis.total()
@@ -199,8 +208,6 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
                      normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
     """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax);
     ``normalizer``: the views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
-    from video_iared.engine.multiview_test import ChunkOutput, run_multiview, summarize
-
     def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
         logits = model(v)
         keep = getattr(model, "last_keep_rates", None)
@@ -234,8 +241,6 @@ def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], w
     batch 8 costs minutes); the first timed repetition at the largest batch size also records the peak memory
     (``peak_mem_mb``). Returns what the memory figure is.
     """
-    from video_iared.analysis.speed import time_once
-
     sizes = list(clips)
     mem_bs = max(sizes)
     for _ in tqdm(range(warmup), desc=f"warm-up batch {sizes[0]}", leave=False, dynamic_ncols=True):
@@ -260,62 +265,6 @@ def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], w
             var.results[f"clips_per_s_b{bs}"] = 1000.0 / statistics.median(per_clip)
     what = "CUDA max_memory_allocated" if clips[mem_bs].is_cuda else "CPU peak RSS (sampled each ms)"
     return f"{what} during the first timed batch-{mem_bs} forward, above the level before it"
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRSS:
-    """Context manager: peak resident set size (bytes) of this process while inside, sampled by a thread."""
-
-    def __init__(self, interval_s: float = 0.001) -> None:
-        self.interval_s = interval_s
-        self.start = self.peak = 0
-        self._stop = threading.Event()
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> "PeakRSS":
-        self.start = self.peak = _rss_bytes()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-
-class PeakMemory:
-    """Peak memory (MB) of what runs inside, above the level at entry: CUDA ``max_memory_allocated`` on a
-    CUDA device, else the sampled peak RSS (``PeakRSS``)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.peak_mb = math.nan
-
-    def __enter__(self) -> "PeakMemory":
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self._base = torch.cuda.memory_allocated()
-        else:
-            self._rss = PeakRSS().__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak_mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
-        else:
-            self._rss.__exit__(*exc)
-            self.peak_mb = (self._rss.peak - self._rss.start) / 2**20
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -445,20 +394,16 @@ def resolve_checkpoints(cfg, dense: str, iared: str) -> "tuple[str, str]":
     """Replace "auto" by what ``tools/run_net.py --cfg`` wrote for this config: the dense model's latest epoch
     checkpoint (OUTPUT_DIR/dense/checkpoints for an IA-RED² config, else OUTPUT_DIR/checkpoints) and the IA-RED²
     model's ``checkpoint_iared.pyth``; "" (random weights) where there is none."""
-    from video_iared.checkpoint.io import checkpoint_dir, latest_checkpoint
-
     if dense == "auto":
         dense = latest_checkpoint(os.path.join(cfg.OUTPUT_DIR, "dense") if cfg.IARED.ENABLE else cfg.OUTPUT_DIR) or ""
     if iared == "auto":
-        path = os.path.join(checkpoint_dir(cfg.OUTPUT_DIR), "checkpoint_iared.pyth")
+        path = final_checkpoint_path(cfg.OUTPUT_DIR)
         iared = path if os.path.isfile(path) else ""
     return dense, iared
 
 
 def _calibrated_threshold(checkpoint: str) -> Optional[float]:
     """The threshold an IA-RED² checkpoint was calibrated to (IARED.TARGET_COST), or None."""
-    from video_iared.checkpoint.io import read_calibration
-
     rec = read_calibration(checkpoint) if checkpoint else None
     if rec is None:
         return None
@@ -469,12 +414,6 @@ def _calibrated_threshold(checkpoint: str) -> Optional[float]:
 
 def _load_models(cfg, opts: MethodBenchmarkOptions, device: torch.device):
     """(dense TimeSformer, IA-RED² model or None, groups, timesformer kwargs, weights note)."""
-    from video_iared.checkpoint import load_checkpoint
-    from video_iared.models.build import timesformer_kwargs
-    from video_iared.models.timesformer import TimeSformer
-    from video_iared.pruning.build import iared_kwargs
-    from video_iared.pruning.iared import IAREDTimeSformer
-
     torch.manual_seed(cfg.RNG_SEED)
     tkw = timesformer_kwargs(cfg)
     tkw["drop_path_rate"] = 0.0  # eval only
@@ -503,8 +442,6 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
     Accuracy needs the test split (``cfg.DATA``) and trained weights; without ``opts.accuracy`` (TimeSformer-B
     speed runs) clips are random normal tensors and the accuracy columns stay empty. Returns the variants.
     """
-    from video_iared.analysis.speed import load_note
-
     if opts.quick:
         opts = quick_options(opts)
     device = device_from_cfg(cfg)
@@ -543,8 +480,6 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
                            "baselines are", len(groups) - 1, opts.iared_checkpoint or "the IA-RED² checkpoint")
         finetune_note = finetune_rows(variants, cfg, opts.finetune_epochs, device, iared, curriculum)
     if opts.accuracy:
-        from video_iared.data import build_multiview_loader, build_normalizer
-
         normalize = build_normalizer(cfg)  # uint8 views cached under DATA.NORMALIZE_ON_DEVICE: 4x less memory
         batches = cache_multiview(build_multiview_loader(cfg, cfg.TEST.SPLIT), opts.max_videos)
         pool = torch.cat([it["views"] for b in batches for it in b if it.get("views") is not None])
@@ -578,7 +513,6 @@ def last_stage_checkpoint(iared_checkpoint: str, num_groups: int) -> str:
     folder of an IA-RED² checkpoint, or "" when there is none."""
     if not iared_checkpoint:
         return ""
-    from video_iared.engine.train_iared import stage_checkpoint_name
 
     path = os.path.join(os.path.dirname(os.path.abspath(iared_checkpoint)), stage_checkpoint_name(num_groups - 1))
     return path if os.path.isfile(path) else ""
@@ -586,15 +520,11 @@ def last_stage_checkpoint(iared_checkpoint: str, num_groups: int) -> str:
 
 def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.device,
                   iared: Optional[nn.Module] = None, iared_curriculum_checkpoint: str = "") -> str:
-    """Give the comparison rows IA-RED²'s backbone finetune (``analysis.baseline_finetune``): the dense / random /
+    """Give the comparison rows IA-RED²'s backbone finetune (``benchmarks.baseline_finetune``): the dense / random /
     EViT / ToMe rows from the dense weights; the IA-RED² keep_ratio rows, when ``iared_curriculum_checkpoint`` is
     given, from that checkpoint with the interpreters frozen (the IA-RED² threshold rows are the checkpoint as
     trained, its finetune included). Each row's model becomes its own finetuned copy (``results["finetune_epochs"]``).
     Returns the table note."""
-    from video_iared.analysis.baseline_finetune import finetune_variant_model, recipe_from_cfg
-    from video_iared.checkpoint import load_checkpoint
-    from video_iared.data.loader import build_loader
-
     recipe = recipe_from_cfg(cfg, epochs)
     loader = build_loader(cfg, "train")
     distill = (f"; IA-RED²'s own finetune distilled from the dense model (IARED.FINETUNE_DISTILL "

@@ -25,9 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from video_iared.analysis import interp_metrics as im
-from video_iared.analysis.explain import INTERPRETER_METHODS, METHODS, Explanation, explain, map_to_tokens
+from video_iared.build import build_model
+from video_iared.checkpoint import load_checkpoint
+from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.data.build import build_sampler, load_records
 from video_iared.data.device_normalize import as_normalizer, build_normalizer
+from video_iared.data.readers import VideoDecodeError, build_reader
+from video_iared.data.transforms import TestTransform
+from video_iared.data.video_dataset import load_frames
+from video_iared.engine.train_iared import apply_calibration
+from video_iared.interpret.explain import INTERPRETER_METHODS, METHODS, Explanation, explain, map_to_tokens
+from video_iared.interpret import interp_metrics as im
+from video_iared.interpret.visualize import save_bar_plot, save_curve_plot, save_explanation_grid, save_kept_animation
+from video_iared.synthetic import load_mask
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +95,6 @@ def iter_views(records: Sequence, data_dir: str, backend: str, sampler, crop_siz
     (view ``v`` = clip ``v // num_crops``, crop ``v % num_crops``). A video that fails to decode is logged
     and appended to ``failures`` (never replaced); a missing mask raises (wrong data directory). ``normalize``
     False: the views' ``clip`` stays uint8 (DATA.NORMALIZE_ON_DEVICE); ``display`` and the mask are the same."""
-    from video_iared.data.readers import VideoDecodeError, build_reader
-    from video_iared.data.transforms import TestTransform
-    from video_iared.data.video_dataset import load_frames
-    from video_iared.synthetic import load_mask
-
     model_tf = TestTransform(crop_size, num_crops, mean, std, normalize=normalize)
     raw_tf = TestTransform(crop_size, num_crops, [0.0] * 3, [1.0] * 3)
     reader_fn = functools.partial(build_reader, backend=backend, threads=1)
@@ -336,8 +341,6 @@ def summary_markdown(res: InterpResult, topk: float) -> str:
 def write_reports(res: InterpResult, out_dir: str, topk: float) -> Dict[str, str]:
     """interpretability.md / .csv (summary), interpretability_per_video.csv, interpretability_curves.csv,
     interpretability_bars.png, interpretability_curves.png in ``out_dir``; returns their paths."""
-    from video_iared.analysis.visualize import save_bar_plot, save_curve_plot
-
     os.makedirs(out_dir, exist_ok=True)
     paths = {k: os.path.join(out_dir, f"interpretability{s}") for k, s in
              (("md", ".md"), ("csv", ".csv"), ("per_video", "_per_video.csv"), ("curves_csv", "_curves.csv"),
@@ -375,8 +378,6 @@ def write_reports(res: InterpResult, out_dir: str, topk: float) -> Dict[str, str
 def resolve_checkpoint(cfg, checkpoint: str = "") -> str:
     """The weights to explain: ``checkpoint``, else TEST.CHECKPOINT_FILE_PATH, else the trained IA-RED²
     model of OUTPUT_DIR (checkpoints/checkpoint_iared.pyth), else its latest checkpoint."""
-    from video_iared.checkpoint.io import latest_checkpoint
-
     if checkpoint:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
@@ -384,8 +385,6 @@ def resolve_checkpoint(cfg, checkpoint: str = "") -> str:
     if cfg.TEST.CHECKPOINT_FILE_PATH:
         return cfg.TEST.CHECKPOINT_FILE_PATH
     if cfg.IARED.ENABLE:
-        from video_iared.engine.train_iared import final_checkpoint_path
-
         if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)):
             return final_checkpoint_path(cfg.OUTPUT_DIR)
     path = latest_checkpoint(cfg.OUTPUT_DIR)
@@ -398,11 +397,6 @@ def resolve_checkpoint(cfg, checkpoint: str = "") -> str:
 def build_explained_model(cfg, checkpoint: str = "") -> nn.Module:
     """``build_model(cfg)`` with the weights of ``resolve_checkpoint`` loaded strictly (and, with
     IARED.TARGET_COST, the checkpoint's calibrated threshold), in eval mode."""
-    from video_iared.checkpoint import load_checkpoint
-    from video_iared.models import build_model
-
-    from video_iared.engine.train_iared import apply_calibration
-
     path = resolve_checkpoint(cfg, checkpoint)
     model = build_model(cfg)
     load_checkpoint(path, model, for_evaluation=True)
@@ -415,8 +409,6 @@ def views_from_cfg(cfg, max_videos: int = 0, failures: Optional[List[str]] = Non
                    pick: Optional[Sequence[int]] = None) -> Iterator[View]:
     """The test views of TEST.SPLIT as in the multi-view test (TEST.NUM_ENSEMBLE_VIEWS x NUM_SPATIAL_CROPS); their
     clips uint8 under DATA.NORMALIZE_ON_DEVICE (``build_normalizer(cfg)`` makes them the model's input)."""
-    from video_iared.data.build import build_sampler, load_records
-
     records, _, adapter = load_records(cfg, cfg.TEST.SPLIT)
     if pick is not None:
         records = [records[i] for i in pick]
@@ -468,9 +460,6 @@ def visualize_from_cfg(cfg, checkpoint: str = "", num_videos: int = 4, out_dir: 
                        animation: str = "gif") -> List[str]:
     """PNG grids and animations of the first view of ``num_videos`` test videos (one per class first, see
     ``pick_videos``); files in ``out_dir`` (default OUTPUT_DIR/visualize). Returns the paths."""
-    from video_iared.analysis.visualize import save_explanation_grid, save_kept_animation
-    from video_iared.data.build import load_records
-
     model = build_explained_model(cfg, checkpoint)
     normalize, device = build_normalizer(cfg), next(model.parameters()).device
     records, names, _ = load_records(cfg, cfg.TEST.SPLIT)

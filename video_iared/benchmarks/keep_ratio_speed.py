@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
+
+from video_iared.build import build_keep_ratio_models
+from video_iared.engine.device import device_from_cfg
+from video_iared.profiling.flops import model_gflops
+from video_iared.profiling.timing import interleaved_speed, load_note
 
 logger = logging.getLogger(__name__)
 
@@ -29,32 +34,10 @@ class KeepRow:
     token_rates: List[float]
 
 
-def build_keep_ratio_models(cfg, keep_rates: Sequence[float]) -> Tuple[nn.Module, List[nn.Module]]:
-    """(dense TimeSformer, [IA-RED² models in keep_ratio mode, one per rate]) sharing the dense weights."""
-    from video_iared.models.build import timesformer_kwargs
-    from video_iared.models.timesformer import TimeSformer
-    from video_iared.pruning.build import iared_kwargs
-    from video_iared.pruning.iared import IAREDTimeSformer
-
-    torch.manual_seed(cfg.RNG_SEED)
-    dense = TimeSformer(**timesformer_kwargs(cfg)).eval()
-    models = []
-    for r in keep_rates:
-        kw = iared_kwargs(cfg)
-        kw.update(mode="keep_ratio", keep_ratio=[float(r)] * len(kw["groups"]), execution="packed")
-        m = IAREDTimeSformer(**kw, **timesformer_kwargs(cfg)).eval()
-        m.load_state_dict(dense.state_dict(), strict=False)  # only interpreters.* are new
-        models.append(m)
-    return dense, models
-
-
 def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), batch_sizes: Sequence[int] = (1, 8),
                            warmup: int = 1, reps: int = 3) -> Dict[str, object]:
     """Measure and print the keep-ratio table; returns {"rows": [...], "min_ratio", "dense_ms_b1", "narrow_ms_b1"}
     ("narrow_ms_b1": ``narrow_forward_ms``'s figures when batch 1 is timed, else {})."""
-    from video_iared.analysis.flops import model_gflops
-    from video_iared.analysis.speed import interleaved_speed, load_note
-    from video_iared.engine.device import device_from_cfg
 
     device = device_from_cfg(cfg).type  # DEVICE auto: cuda when present
     dense, pruned = build_keep_ratio_models(cfg, keep_rates)
@@ -130,8 +113,6 @@ def narrow_forward_ms(cfg, keep_rates: Sequence[float], warmup: int, reps: int) 
     shrink in proportion to its GFLOPs at batch 1 (Python and dispatch, per-call kernel costs, the index work),
     plus a little arithmetic that still scales with the tokens.
     """
-    from video_iared.analysis.speed import interleaved_speed
-    from video_iared.engine.device import device_from_cfg
 
     narrow = cfg.clone()
     narrow.defrost()

@@ -269,7 +269,7 @@ def build_baseline(method: str, dense: TimeSformer, groups: Sequence[int], keep_
                    merge_r: int = 0, seed: int = 0, timesformer_kwargs: Optional[dict] = None) -> TokenReductionTimeSformer:
     """A baseline model carrying ``dense``'s weights (strict load: baselines add no parameter).
 
-    ``timesformer_kwargs``: the dense model's constructor arguments (``models.build.timesformer_kwargs(cfg)``);
+    ``timesformer_kwargs``: the dense model's constructor arguments (``build.timesformer_kwargs(cfg)``);
     without them the architecture is read from the dense model (``dense.arch()``).
     """
     kw = dict(timesformer_kwargs) if timesformer_kwargs is not None else _kwargs_from_model(dense)

@@ -28,7 +28,7 @@ What stays in float32 (and why):
   ``forward_head`` disables autocast itself, so logits always come out float32.
 
 ``float32_islands(model)`` applies the float32 interpreters and head to a model for measuring
-(``analysis.precision_check``, the ``f32i`` rows of the speed benchmark).
+(``benchmarks.precision_check``, the ``f32i`` rows of the speed benchmark).
 
 ``matmul_weights_in(model, dtype)`` holds the linear / convolution weights in the autocast dtype for a
 stretch of inference (autocast would otherwise cast all of them again on every forward pass: ~10 % of a
@@ -125,15 +125,13 @@ def float32_islands(model: nn.Module, interpreters: bool = True, head: bool = Tr
     ``forward_head`` (final norm + classifier) when ``head``. Instance attributes, removed on exit; yields
     how many methods were wrapped.
 
-    This is the measuring tool of ``analysis.precision_check``; the permanent form is autocast disabled
+    This is the measuring tool of ``benchmarks.precision_check``; the permanent form is autocast disabled
     inside ``Interpreter.forward`` / ``Interpreter.forward_packed`` (or ``@float32_forward`` on them) and
     inside ``TimeSformer.forward_head`` (done there).
     """
-    from video_iared.pruning.interpreter import Interpreter
-
     targets = []
     if interpreters:
-        targets += [(m, name) for m in model.modules() if isinstance(m, Interpreter)
+        targets += [(m, name) for m in model.modules() if _is_decision(m)
                     for name in ("forward", "forward_packed")]
     if head and hasattr(model, "forward_head"):
         targets.append((model, "forward_head"))
@@ -147,12 +145,16 @@ def float32_islands(model: nn.Module, interpreters: bool = True, head: bool = Tr
             delattr(m, n)
 
 
+def _is_decision(module: nn.Module) -> bool:
+    """An interpreter: a module whose class sets ``float32_decision`` (``pruning.interpreter.Interpreter``); read
+    by name, so this leaf imports no model code."""
+    return bool(getattr(type(module), "float32_decision", False))
+
+
 def _float32_owner(name: str, module: nn.Module) -> bool:
     """Modules whose forward computes in float32 under autocast (see the module docstring): the interpreters
     and the classifier head."""
-    from video_iared.pruning.interpreter import Interpreter
-
-    return isinstance(module, Interpreter) or name == "head" or name.endswith(".head")
+    return _is_decision(module) or name == "head" or name.endswith(".head")
 
 
 # float32 data of the parameters an active ``matmul_weights_in`` holds in low precision, by id(parameter):

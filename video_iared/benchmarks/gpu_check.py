@@ -2,14 +2,14 @@
 
 Every check builds the config's models with random weights (no checkpoint needed) and prints what it measured:
 
-1. host reads and attention calls per eval forward (:mod:`analysis.dispatch_count`), dense and IA-RED² in
+1. host reads and attention calls per eval forward (:mod:`profiling.dispatch_count`), dense and IA-RED² in
    keep_ratio and threshold mode for both attention backends, on the config's device (the CPU proves the
    logic: the varlen backend's layout is the same code on every device);
 2. CUDA only: packed (varlen and bucketed) vs masked logits for the same decisions, fp32 and bf16 autocast;
 3. CUDA only: synchronisations per forward (``torch.cuda.set_sync_debug_mode("warn")``: every sync warns)
    and attention kernels per forward (``torch.profiler``: CUDA kernels named flash / fmha / attention);
 4. CUDA only: the keep-ratio speed table at batch 1 / 8 / 32 in fp32 and bf16
-   (``analysis.speed.precision_speed_from_cfg``);
+   (``benchmarks.speed.precision_speed_from_cfg``);
 5. CUDA only: one mixed-precision training step of IA-RED² (sample policy) in bf16 and in fp16 + GradScaler;
 6. CUDA with two GPUs or more: a 2-process nccl run (all-reduce, one DDP step, replicas compared).
 
@@ -26,7 +26,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from video_iared.analysis.dispatch_count import count_forward
+from video_iared.benchmarks.speed import precision_speed_from_cfg
+from video_iared.build import build_keep_ratio_models
+from video_iared.engine.amp import autocast, make_scaler
+from video_iared.engine.device import device_from_cfg
+from video_iared.profiling.dispatch_count import count_forward
 
 KERNEL_HINTS = ("flash", "fmha", "attention", "varlen")
 
@@ -34,8 +38,6 @@ KERNEL_HINTS = ("flash", "fmha", "attention", "varlen")
 def _models(cfg, backend: str, device: torch.device):
     """(dense, IA-RED² with ``backend``) from the config, random weights shared, interpreters spread so that a
     threshold keeps part of the tokens, in eval mode on ``device``."""
-    from video_iared.pruning.speed import build_keep_ratio_models
-
     cfg = cfg.clone()
     cfg.defrost()
     cfg.IARED.ATTENTION_BACKEND = backend
@@ -72,7 +74,7 @@ def dispatch_rows(cfg, batch: int, device: torch.device) -> List[Dict[str, objec
 
 def print_dispatch_rows(rows: Sequence[Dict[str, object]], batch: int, device: torch.device) -> None:
     print(f"host reads and attention calls per eval forward (batch {batch}, {device.type}; counted at the "
-          f"dispatcher, analysis.dispatch_count)", flush=True)
+          f"dispatcher, profiling.dispatch_count)", flush=True)
     print(f"{'model':>6} {'backend':>9} {'mode':>10} {'host reads':>10} {'attention calls':>15}  kept per group / "
           f"host-read ops", flush=True)
     for r in rows:
@@ -82,8 +84,6 @@ def print_dispatch_rows(rows: Sequence[Dict[str, object]], batch: int, device: t
 
 def logits_check(cfg, batch: int, device: torch.device) -> None:
     """Packed (varlen, bucketed) vs masked logits for the same keep decisions, in fp32 and bf16 autocast."""
-    from video_iared.engine.amp import autocast
-
     x = _clips(cfg, batch, device)
     for dtype in (None, torch.bfloat16):
         _, ref_model = _models(cfg, "bucketed", device)
@@ -126,8 +126,6 @@ def syncs_and_kernels(model: nn.Module, x: torch.Tensor) -> Dict[str, int]:
 
 def training_step_check(cfg, device: torch.device) -> None:
     """One IA-RED² training step (sample policy, REINFORCE-free CE on the logits) in bf16 and fp16 + GradScaler."""
-    from video_iared.engine.amp import autocast, make_scaler
-
     x = _clips(cfg, 2, device)
     y = torch.zeros(2, dtype=torch.long, device=device)
     for dtype in (torch.bfloat16, torch.float16):
@@ -176,8 +174,6 @@ def run_gpu_check(cfg, batch: int = 8, speed_batches: Sequence[int] = (1, 8, 32)
                   reps: int = 5) -> Dict[str, Optional[int]]:
     """All the checks above on the config's device (``engine.device.device_from_cfg``); returns the figures of
     the last line."""
-    from video_iared.engine.device import device_from_cfg
-
     device = device_from_cfg(cfg)
     cuda = device.type == "cuda"
     rows = dispatch_rows(cfg, batch, device)
@@ -202,7 +198,6 @@ def run_gpu_check(cfg, batch: int = 8, speed_batches: Sequence[int] = (1, 8, 32)
                 iared.mode = mode
                 print(f"cuda {backend} {mode}: {syncs_and_kernels(iared, x)}", flush=True)
         print(f"cuda dense: {syncs_and_kernels(dense, x)}", flush=True)
-        from video_iared.analysis.speed import precision_speed_from_cfg
 
         precision_speed_from_cfg(cfg, ("fp32", "bf16"), speed_batches, (0.7, 0.5, 0.3), warmup, reps)
         training_step_check(cfg, device)

@@ -23,9 +23,12 @@ import torch
 from fvcore.common.config import CfgNode
 from tqdm import tqdm
 
+from video_iared.build import build_model
 from video_iared.data import build_dataset, build_loader, build_multiview_loader
+from video_iared.data.loader import set_loader_epoch
 from video_iared.data.readers import BACKENDS, BackendUnavailableError, VideoDecodeError, check_backend
 from video_iared.data.video_dataset import load_frames
+from video_iared.synthetic import ensure_synthetic_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +44,6 @@ def _with(cfg: CfgNode, **data) -> CfgNode:
 
 def _time_batches(loader, warmup: int, iters: int, count, desc: str, progress: bool) -> Dict[str, float]:
     """Run ``warmup`` then ``iters`` batches (restarting the loader at its end); items counted by ``count``."""
-    from video_iared.data.loader import set_loader_epoch
-
     epoch = 0
     set_loader_epoch(loader, epoch)
     it = iter(loader)
@@ -99,12 +100,10 @@ def measure_decode(cfg: CfgNode, num_videos: int, progress: bool = True) -> Dict
 
 def measure_model_training(cfg: CfgNode, iters: int = 3) -> Optional[float]:
     """Clips/s of forward + backward of ``build_model(cfg)`` at TRAIN.BATCH_SIZE on the CPU, or None when
-    no model can be built in this version of the package."""
+    the config's model cannot be built (e.g. a checkpoint it names is missing)."""
     try:
-        from video_iared.models import build_model
-
         model = build_model(cfg)
-    except Exception as e:  # the models package may not exist yet, or not build this config
+    except Exception as e:  # the loader figures stand without the model's
         logger.info("no model timing: %s: %s", type(e).__name__, e)
         return None
     model.train()
@@ -133,8 +132,6 @@ def benchmark_loader(
     ``{"workers", "batch_size", "backends": {name: {metric: value}}, "model_train_clips_per_s",
     "loader_vs_model"}`` (the last two None without a model)."""
     if cfg.SYNTHETIC.ENABLE:
-        from video_iared.synthetic import ensure_synthetic_dataset
-
         ensure_synthetic_dataset(cfg)
     warmup, iters = cfg.BENCHMARK.WARMUP_ITERS, cfg.BENCHMARK.NUM_ITERS
     results: Dict[str, Dict[str, float]] = {}

@@ -47,6 +47,7 @@ from torch import nn
 
 from video_iared.models.timesformer import TimeSformer
 from video_iared.models.token_grid import TokenGrid
+from video_iared.pruning.policy import decide
 
 METHODS = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
 INTERPRETER_METHODS = ("interpreter", "interpreter_g0", "kept")
@@ -124,8 +125,6 @@ def interpreter_maps(model: nn.Module, clips: torch.Tensor) -> InterpreterOutput
     kept sets with the model's own policies and ``video_iared.pruning.policy.decide`` — deterministic at
     inference (threshold / keep_ratio) — so nothing of the model is modified.
     """
-    from video_iared.pruning.policy import decide
-
     if not hasattr(model, "interpreters"):
         raise TypeError(f"{type(model).__name__} has no interpreters: interpreter maps need an IA-RED² model")
     was_training = model.training

@@ -7,13 +7,13 @@ Two checks, both on the same inputs run twice (float32, then under autocast):
   the threshold the flipped ones were in float32 (a flip of a token whose float32 probability lies
   within bfloat16's rounding step of the threshold is a tie, not an error).
   ``fp32_interpreter=True`` runs the interpreters in float32 inside the bf16 forward (what
-  ``engine.precision.float32_forward`` on ``Interpreter.forward*`` does) to measure how much that helps.
+  ``utils.precision.float32_forward`` on ``Interpreter.forward*`` does) to measure how much that helps.
   ``fp32_islands=True`` of the prediction check also keeps the classifier head in float32.
 - ``video_prediction_agreement(model, batches)``: multi-view evaluation (``run_multiview``, the test
   stage's own loop) at both precisions on the SAME decoded views: the fraction of videos whose ensembled
   top-1 class is the same, and both top-1 accuracies.
 
-``python -m video_iared.analysis.precision_check --cfg FILE [KEY VALUE ...]`` runs both on TEST.SPLIT with
+``python -m video_iared.benchmarks.precision_check --cfg FILE [KEY VALUE ...]`` runs both on TEST.SPLIT with
 the weights ``build_test_model`` picks and prints ``precision_check ...`` lines.
 """
 from __future__ import annotations
@@ -28,8 +28,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from video_iared.config import load_config_for_cli
+from video_iared.data import build_multiview_loader, build_normalizer
 from video_iared.engine.device import device_from_cfg
-from video_iared.engine.precision import float32_islands, forward_precision
+from video_iared.engine.multiview_test import build_test_model, dense_forward, run_multiview
+from video_iared.pruning.policy import decide
+from video_iared.utils.precision import float32_islands, forward_precision
+from video_iared.utils.precision import precision_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +54,6 @@ def group_decisions(model: nn.Module) -> List[torch.Tensor]:
 
     A group whose probabilities were not computed (policy "all") keeps every alive token.
     """
-    from video_iared.pruning.policy import decide
-
     probs = model.last_probs
     if not probs or all(p is None for p in probs):
         raise ValueError("the model has no keep probabilities: run an IA-RED² model forward first")
@@ -140,9 +143,6 @@ def video_prediction_agreement(model: nn.Module, batches: Sequence[List[Dict]], 
     ``top1_low`` (percent), ``top1_diff`` (points, low - fp32), ``max_prob_diff`` (largest change of any
     ensembled class probability).
     """
-    from video_iared.engine.multiview_test import dense_forward, run_multiview
-    from video_iared.engine.precision import precision_dtype
-
     fwd = dense_forward(None)  # logits only: the cost is not what is compared here
     runs = {}
     for p in ("fp32", precision):
@@ -172,9 +172,6 @@ def video_prediction_agreement(model: nn.Module, batches: Sequence[List[Dict]], 
 
 def check_from_cfg(cfg, precision: str = "bf16", max_videos: int = 0) -> Dict:
     """Both checks on cfg's TEST.SPLIT with the weights ``build_test_model`` picks; prints result lines."""
-    from video_iared.data import build_multiview_loader, build_normalizer
-    from video_iared.engine.multiview_test import build_test_model
-
     device = device_from_cfg(cfg)
     normalize = build_normalizer(cfg)
     model = build_test_model(cfg, device)
@@ -222,7 +219,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="KEY VALUE config overrides, after every option (also accepted right after the config file)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    from video_iared.config import load_config_for_cli
 
     cfg = load_config_for_cli(args.cfg[0], args.cfg[1:] + args.opts)
     if cfg is None:

@@ -1,0 +1,1 @@
+"""Interpretability: attribution maps (``explain``), their metrics, the evaluation (``interpretability``), pictures."""
