@@ -6,11 +6,13 @@ from typing import Dict, Sequence
 import torch
 
 
+def run_execution(model, x: torch.Tensor, keeps: Sequence[torch.Tensor], execution: str):
+    """(logits, decisions) of the IA-RED² ``model`` on clips ``x`` with the given keep masks, on ``execution``."""
+    with torch.no_grad():
+        return model(x, policy=model.default_policy().replace(execution=execution), keep_masks=keeps,
+                     return_decisions=True)
+
+
 def packed_and_masked(model, x: torch.Tensor, keeps: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
     """{"packed": logits, "masked": logits} of the IA-RED² ``model`` on clips ``x`` with the given keep masks."""
-    out = {}
-    for execution in ("packed", "masked"):
-        model.execution = execution
-        with torch.no_grad():
-            out[execution] = model(x, keep_masks=keeps)
-    return out
+    return {execution: run_execution(model, x, keeps, execution)[0] for execution in ("packed", "masked")}

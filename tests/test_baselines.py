@@ -39,8 +39,9 @@ def clips():
 def test_no_reduction_equals_dense(dense, clips, method, ratio, r):
     m = build_baseline(method, dense, [2, 2], [ratio, ratio], r, timesformer_kwargs=KW)
     with torch.no_grad():
-        torch.testing.assert_close(m(clips), dense(clips), atol=1e-5, rtol=1e-4)
-    assert torch.all(m.last_keep_rates == 1.0)
+        y, decisions = m(clips, return_decisions=True)
+        torch.testing.assert_close(y, dense(clips), atol=1e-5, rtol=1e-4)
+    assert torch.all(decisions.keep_rates == 1.0)
 
 
 @pytest.mark.parametrize("method", ["random", "evit"])
@@ -49,14 +50,15 @@ def test_topk_counts_and_same_packed_path_as_iared(dense, clips, method):
     packed path, interpreters ignored) returns the same logits: the methods share the execution."""
     m = build_baseline(method, dense, [2, 2], [0.5, 0.5], timesformer_kwargs=KW)
     with torch.no_grad():
-        y = m(clips)
-    counts = [k.sum(1).tolist() for k in m.last_keeps]
+        y, decisions = m(clips, return_decisions=True)
+    keeps = decisions.keeps
+    counts = [k.sum(1).tolist() for k in keeps]
     assert counts == [[32] * 3, [16] * 3]
-    assert torch.all(m.last_keeps[1] <= m.last_keeps[0])  # hierarchical: the kept set only shrinks
+    assert torch.all(keeps[1] <= keeps[0])  # hierarchical: the kept set only shrinks
     iared = IAREDTimeSformer(groups=[2, 2], interp_heads=2, interp_head_dim=8, **KW).eval()
     iared.load_state_dict(dense.state_dict(), strict=False)
     with torch.no_grad():
-        y_ref = iared(clips, keep_masks=m.last_keeps)
+        y_ref = iared(clips, keep_masks=keeps)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-4)
     assert not torch.allclose(y, dense(clips), atol=1e-3)  # dropping half the tokens changes the output
 
@@ -64,13 +66,11 @@ def test_topk_counts_and_same_packed_path_as_iared(dense, clips, method):
 def test_random_reseed_reproducible_and_clips_differ(dense, clips):
     m = build_baseline("random", dense, [2, 2], [0.5, 0.5], seed=3, timesformer_kwargs=KW)
     with torch.no_grad():
-        m(clips)
-        first = [k.clone() for k in m.last_keeps]
-        m(clips)
-        second = [k.clone() for k in m.last_keeps]
+        first = m(clips, return_decisions=True)[1].keeps
+        second = m(clips, return_decisions=True)[1].keeps
         m.reseed()
-        m(clips)
-    assert all(torch.equal(a, b) for a, b in zip(first, m.last_keeps))
+        third = m(clips, return_decisions=True)[1].keeps
+    assert all(torch.equal(a, b) for a, b in zip(first, third))
     assert not torch.equal(first[0], second[0])  # a new draw per forward
     assert not torch.equal(first[0][0], first[0][1])  # and per clip
 
@@ -79,7 +79,7 @@ def test_evit_first_group_keeps_top_cls_attention(dense, clips):
     """Group 0's decision = the top half of block 0's spatial CLS attention, computed here by hand."""
     m = build_baseline("evit", dense, [2, 2], [0.5, 1.0], timesformer_kwargs=KW)
     with torch.no_grad():
-        m(clips[:1])
+        _, decisions = m(clips[:1], return_decisions=True)
         tokens, grid = dense.embed(clips[:1])
         blk = dense.blocks[0]
         qkv = blk.attn.qkv(blk.norm1(tokens))[0]  # (1 + N, 3D)
@@ -93,7 +93,7 @@ def test_evit_first_group_keeps_top_cls_attention(dense, clips):
             score[idx] = a[1:]
     expected = torch.zeros(N, dtype=torch.bool)
     expected[score.topk(N // 2).indices] = True
-    assert torch.equal(m.last_keeps[0][0], expected)
+    assert torch.equal(decisions.keeps[0][0], expected)
 
 
 def test_cls_attention_sums_to_one_per_frame_with_cls():
@@ -133,11 +133,11 @@ def test_merge_rows_is_size_weighted():
 def test_tome_counts_and_size_weighted_merge(dense, clips):
     m = build_baseline("tome", dense, [2, 2], merge_r=3, timesformer_kwargs=KW)
     with torch.no_grad():
-        y = m(clips)
+        y, decisions = m(clips, return_decisions=True)
     assert y.shape == (3, 5) and torch.isfinite(y).all()
     # per frame: 16 -> 13 -> 10 -> 7 -> 4 patches in front of blocks 0..3
-    assert [round(float(r) * N) for r in m.last_keep_rates[0]] == [52, 40, 28, 16]
-    per_frame = m.last_keeps[-1][0].reshape(S, T).sum(0)
+    assert [round(float(r) * N) for r in decisions.keep_rates[0]] == [52, 40, 28, 16]
+    per_frame = decisions.keeps[-1][0].reshape(S, T).sum(0)
     assert per_frame.tolist() == [4] * T  # merging happens within frames
 
 

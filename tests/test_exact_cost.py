@@ -17,6 +17,7 @@ from torch import nn
 
 from video_iared.profiling.flops import flop_analysis, heavy_unsupported_ops
 from video_iared.pruning.cost import clip_gflops, dense_gflops
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy
 from video_iared.pruning.exact_cost import arch_of, forward_gflops, pruned_macs
 from video_iared.pruning.iared import IAREDTimeSformer
 from video_iared.pruning.token_ops import PAD_FROM, RUNS_FROM
@@ -31,12 +32,14 @@ ATTENTIONS = ("divided_space_time", "joint_space_time", "space_only")
 class FixedKeeps(nn.Module):
     """The IA-RED² model run with given keep masks (B, G, N): what fvcore traces for an explicit keep set."""
 
+    returns_decisions = True  # fvcore's trace sees the interpreters' work (profiling.flops.WithDecisions)
+
     def __init__(self, model: IAREDTimeSformer, masks: torch.Tensor) -> None:
         super().__init__()
         self.model, self.masks = model, masks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, keep_masks=list(self.masks.unbind(1)))
+    def forward(self, x: torch.Tensor, return_decisions: bool = False):
+        return self.model(x, keep_masks=list(self.masks.unbind(1)), return_decisions=return_decisions)
 
 
 def _model(attention: str, stem: str = "patch", execution: str = "packed", groups=(1, 1)) -> IAREDTimeSformer:
@@ -147,12 +150,12 @@ def test_model_decisions_equal_per_clip_traces(attention, execution):
     views = torch.randn(3, 3, T, IMG, IMG, generator=torch.Generator().manual_seed(7))
     settings = [("threshold", 0.45, 2), ("keep_ratio", 0.5, 2), ("threshold", 0.5, 1)]
     for mode, value, active in settings:
-        model.mode, model.threshold, model.keep_ratio, model.active_groups = mode, value, [0.6, 0.5], active
+        policy = PruningPolicy((mode,) * active + ("all",) * (2 - active), value, (0.6, 0.5))
         with torch.no_grad():
-            model(views)
-        ours = forward_gflops(model, views.shape)
-        assert model.last_interpreted.tolist() == [True, active == 2]
-        ref = clip_gflops(model, views)
+            _, decisions = model(views, policy=policy, return_decisions=True)
+        ours = forward_gflops(model, decisions, views.shape)
+        assert decisions.interpreted.tolist() == [True, active == 2]
+        ref = clip_gflops(PolicyBound(model, policy), views)
         torch.testing.assert_close(ours, ref, rtol=1e-12, atol=0)
         if mode == "threshold" and active == 2:
             assert len(set(ours.tolist())) == 3  # three clips, three costs

@@ -36,8 +36,8 @@ def test_gathered_model_equals_eager_packed(attention_type, mode, batch):
     m = _iared(mode, attention_type)
     x = torch.randn(batch, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        eager = m(x)
-        kept = m.last_keep_rates
+        eager, decisions = m(x, return_decisions=True)
+        kept = decisions.keep_rates
         static = StaticIARED(m)(x)
     assert (kept < 1).all() and (kept > 0).all()  # the groups really dropped tokens
     torch.testing.assert_close(static, eager, atol=1e-5, rtol=0)
@@ -58,12 +58,12 @@ def test_onnxruntime_logits_keep_ratio_threshold(tmp_path):
     for seed in range(6):  # clips whose kept counts differ: the NonZero axis is dynamic, not the traced count
         c = torch.randn(1, 3, 4, 32, 32, generator=torch.Generator().manual_seed(seed)) * (0.5 + seed)
         with torch.no_grad():
-            m(c)
+            _, decisions = m(c, return_decisions=True)
         # A keep probability within float rounding of the threshold may be decided the other way by ONNX
         # Runtime (seed 4 here: p = 0.5 - 6e-8 flips a token and moves the logits by 1e-3): a tie, not a bug.
-        if min(_margin(p, m.threshold) for p in m.last_probs) < 1e-5:
+        if min(_margin(p, m.threshold) for p in decisions.probs) < 1e-5:
             continue
-        kept.add(tuple(round(float(r) * 64) for r in m.last_keep_rates[0]))
+        kept.add(tuple(round(float(r) * 64) for r in decisions.keep_rates[0]))
         clips.append(c)
     assert len(clips) >= 4 and len(kept) > 1
     assert max_logit_diff(m, ort_session(str(tmp_path / "thr.onnx")), clips) <= LOGIT_TOLERANCE

@@ -69,6 +69,7 @@ def test_interpreters_whose_group_drops_nothing_are_still_counted():
     the logits depend on, so a plain jit trace would leave it out of the count as dead code; the count is the same
     model with its groups inactive (no interpreter runs) + every interpreter (non-affine LayerNorm, 4 flops per
     element, and the q / k projections)."""
+    from video_iared.pruning.decisions import PolicyBound, PruningPolicy
     from video_iared.pruning.iared import IAREDTimeSformer
 
     T, S, D, C, hd = 4, 16, 32, 3, 2 * 8
@@ -77,13 +78,15 @@ def test_interpreters_whose_group_drops_nothing_are_still_counted():
     kw = dict(img_size=32, patch_size=8, num_classes=5, embed_dim=32, depth=2, num_heads=4, num_frames=4)
     model = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, threshold=-1.0, **kw).eval()
     clip = torch.randn(1, C, T, 32, 32)
-    model.active_groups = 0  # every group "all": the interpreters do not run
-    backbone = flop_analysis(model, clip).total()
-    model.active_groups = 2  # thresholded at -1: both interpreters run and keep every token
+    # every group "all": the interpreters do not run
+    backbone = flop_analysis(PolicyBound(model, PruningPolicy.uniform("all", 2)), clip).total()
+    # thresholded at -1 (the model's own policy in eval mode): both interpreters run and keep every token
     interpreter = 4 * (1 + N) * D + (1 + N) * D * hd  # norm of the CLS and the patches, q of the CLS, k of each
     assert flop_analysis(model, clip).total() == backbone + 2 * interpreter
     assert model_gflops(model, clip) * 1e9 == pytest.approx(backbone + 2 * interpreter)
-    assert model.last_keep_rates.tolist() == [[1.0, 1.0]]  # nothing was dropped: the case the trace would miss
+    with torch.no_grad():
+        _, decisions = model(clip, return_decisions=True)
+    assert decisions.keep_rates.tolist() == [[1.0, 1.0]]  # nothing was dropped: the case the trace would miss
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ def test_quick_methods_benchmark_end_to_end(synthetic_dataset, tmp_path, capsys)
     from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
     from video_iared.build import iared_kwargs
+    from video_iared.pruning.decisions import PolicyBound, PruningPolicy
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
@@ -100,8 +101,9 @@ def test_finetune_variant_model_trains_a_copy_with_the_method_active(synthetic_d
     from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
     from video_iared.data.loader import build_loader
     from video_iared.build import timesformer_kwargs
-    from video_iared.baselines.token_reduction import build_baseline
+    from video_iared.baselines.token_reduction import Budget, build_baseline
     from video_iared.models.timesformer import TimeSformer
+    from video_iared.pruning.decisions import PolicyBound
 
     data = str(tmp_path / "data")
     synthetic_dataset(data)
@@ -110,31 +112,34 @@ def test_finetune_variant_model_trains_a_copy_with_the_method_active(synthetic_d
     dense = TimeSformer(**timesformer_kwargs(cfg))
     base = build_baseline("random", dense, [2, 2], [1.0, 1.0], seed=0, timesformer_kwargs=timesformer_kwargs(cfg))
     before = {k: v.clone() for k, v in base.state_dict().items()}
-    seen = []  # (training, keep rates) of every forward of the copy: the hook travels with the deepcopy
-    base.register_forward_hook(lambda m, i, o: seen.append((m.training, m.last_keep_rates.clone())))
+    seen = []  # (training, budget) of every forward of the copy: the hook travels with the deepcopy
+    base.register_forward_hook(lambda m, a, kw, o: seen.append((m.training, kw.get("policy"))), with_kwargs=True)
     recipe = recipe_from_cfg(cfg, 1)
     recipe.drop_path_rate = 0.1  # the eval-built model has none: the finetune puts the config's back
-    tuned = finetune_variant_model(base, {"keep_ratio": [0.5, 0.5]}, build_loader(cfg, "train"), recipe,
-                                   torch.device("cpu"), "random keep 0.5")
-    train_rates = [r for training, r in seen if training]
-    assert len(train_rates) == 3  # 24 videos / 8 per batch
-    assert all(torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for r in train_rates)
-    assert isinstance(tuned.blocks[0].drop_path, torch.nn.Identity)
-    assert tuned.blocks[3].drop_path.drop_prob == pytest.approx(0.1)
-    assert not tuned.training and tuned.keep_ratio == [0.5, 0.5] and base.keep_ratio == [1.0, 1.0]
+    row = PolicyBound(base, Budget(keep_ratio=(0.5, 0.5)))
+    tuned = finetune_variant_model(row, build_loader(cfg, "train"), recipe, torch.device("cpu"), "random keep 0.5")
+    train_budgets = [b for training, b in seen if training]
+    assert train_budgets == [Budget(keep_ratio=(0.5, 0.5))] * 3  # 24 videos / 8 per batch
+    assert isinstance(tuned, PolicyBound) and tuned.policy == row.policy and tuned.model is not base
+    with torch.no_grad():
+        _, decisions = tuned(torch.zeros(2, 3, 4, 32, 32), return_decisions=True)
+    assert torch.equal(decisions.keep_rates, torch.tensor([[0.5, 0.25]] * 2))  # the budget's exact counts
+    assert isinstance(tuned.model.blocks[0].drop_path, torch.nn.Identity)
+    assert tuned.model.blocks[3].drop_path.drop_prob == pytest.approx(0.1)
+    assert not tuned.training and not tuned.model.training and base.keep_ratio == [1.0, 1.0]
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before.items())  # the shared model untouched
-    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, before[k])]
+    changed = [k for k, v in tuned.model.state_dict().items() if not torch.equal(v, before[k])]
     assert "head.weight" in changed and any(k.startswith("blocks.3.") for k in changed)
 
 
 def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_frozen(synthetic_dataset, tmp_path):
-    """The IA-RED² keep_ratio row: in train mode its groups would sample, so the finetune sets the keep_ratio
-    policy for the training forwards (exact budgets), keeps the interpreters fixed, and restores the row's
-    evaluation settings."""
+    """The IA-RED² keep_ratio row: its policy goes with every training forward (in train mode the model's own
+    policy would sample), the interpreters stay fixed, and the copy comes back with the row's policy."""
     from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
     from video_iared.data.loader import build_loader
     from video_iared.build import timesformer_kwargs
     from video_iared.build import iared_kwargs
+    from video_iared.pruning.decisions import PolicyBound, PruningPolicy
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data = str(tmp_path / "data")
@@ -143,22 +148,19 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
     torch.manual_seed(0)
     model = IAREDTimeSformer(**iared_kwargs(cfg), **timesformer_kwargs(cfg))
     interp = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("interpreters.")}
-    attrs = dict(mode="keep_ratio", keep_ratio=[0.5, 0.5], group_policy=None, active_groups=2)
+    policy = PruningPolicy.uniform("keep_ratio", 2, keep_ratio=(0.5, 0.5))
     loader, recipe = build_loader(cfg, "train"), recipe_from_cfg(cfg, 1)
     seen = []
-    model.register_forward_hook(lambda m, i, o: seen.append((m.training, m.group_policy, m.last_keep_rates.clone())))
-    tuned = finetune_variant_model(model, attrs, loader, recipe, torch.device("cpu"), "iared keep 0.5",
-                                   frozen=("interpreters.",), train_attrs={"group_policy": ["keep_ratio"] * 2})
-    train = [(p, r) for training, p, r in seen if training]
-    assert len(train) == 3 and all(p == ["keep_ratio"] * 2 for p, _ in train)
-    assert all(torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for _, r in train)
-    assert tuned.group_policy is None and tuned.mode == "keep_ratio" and not tuned.training
-    assert all(torch.equal(tuned.state_dict()[k], v) for k, v in interp.items())
-    assert not torch.equal(tuned.head.weight, model.head.weight)
-    # without the training policy the same finetune samples its decisions: budgets are not exact
-    seen.clear()
-    finetune_variant_model(model, attrs, loader, recipe, torch.device("cpu"), "sampled", frozen=("interpreters.",))
-    assert any(not torch.equal(r, torch.tensor([[0.5, 0.25]]).expand_as(r)) for training, _, r in seen if training)
+    model.register_forward_hook(lambda m, a, kw, o: seen.append((m.training, kw.get("policy"))), with_kwargs=True)
+    tuned = finetune_variant_model(PolicyBound(model, policy), loader, recipe, torch.device("cpu"), "iared keep 0.5",
+                                   frozen=("interpreters.",))
+    assert [p for training, p in seen if training] == [policy] * 3
+    assert tuned.policy == policy and not tuned.training and not tuned.model.training
+    with torch.no_grad():
+        _, decisions = tuned(torch.zeros(2, 3, 4, 32, 32), return_decisions=True)
+    assert torch.equal(decisions.keep_rates, torch.tensor([[0.5, 0.25]] * 2))
+    assert all(torch.equal(tuned.model.state_dict()[k], v) for k, v in interp.items())
+    assert not torch.equal(tuned.model.head.weight, model.head.weight)
 
 
 @pytest.mark.slow
@@ -174,6 +176,7 @@ def test_methods_benchmark_finetunes_the_comparison_rows(synthetic_dataset, tmp_
     from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer
     from video_iared.build import iared_kwargs
+    from video_iared.pruning.decisions import PolicyBound, PruningPolicy
     from video_iared.pruning.iared import IAREDTimeSformer
 
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
@@ -211,7 +214,7 @@ def test_methods_benchmark_finetunes_the_comparison_rows(synthetic_dataset, tmp_
     ratio = [v.model.model for v in variants if v.method == "iared_ratio"]
     for m in ratio:
         assert all(torch.equal(p, stage.state_dict()[k]) for k, p in m.state_dict().items() if k.startswith("interp"))
-        assert not torch.equal(m.head.weight, dense.head.weight) and m.group_policy is None
+        assert not torch.equal(m.head.weight, dense.head.weight)
     thr = next(v.model.model for v in variants if v.method == "iared_threshold")
     assert all(torch.equal(p, final.state_dict()[k]) for k, p in thr.state_dict().items())
     with pytest.raises(ValueError, match="--finetune-epochs needs the accuracy run"):

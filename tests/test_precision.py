@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from video_iared.benchmarks.end_to_end import format_end_to_end_table, make_video_folder, run_end_to_end
-from video_iared.benchmarks.precision_check import (group_decisions, interpreters_in_float32, kept_set_agreement,
+from video_iared.benchmarks.precision_check import (interpreters_in_float32, kept_set_agreement,
                                                   video_prediction_agreement)
 from video_iared.benchmarks.speed import PrecisionVariant, benchmark_precisions, format_precision_table
 from video_iared.engine.ensemble import ensemble_views
@@ -106,14 +106,14 @@ def test_interpreters_in_float32_is_temporary():
 
 
 @pytest.mark.parametrize("mode", ["threshold", "keep_ratio"])
-def test_group_decisions_match_the_models_keep_rates(mode):
+def test_returned_decisions_are_nested_and_match_the_keep_rates(mode):
     m = _iared(mode)
     with torch.no_grad():
-        m(_clips())
-    keeps = group_decisions(m)
+        _, decisions = m(_clips(), return_decisions=True)
+    keeps = decisions.keep_masks.unbind(1)
     assert len(keeps) == 2 and keeps[1].le(keeps[0]).all()  # nested: the kept set only shrinks
     rates = torch.stack([k.float().mean(1) for k in keeps], 1)
-    assert torch.allclose(rates, m.last_keep_rates.float(), atol=1e-6)
+    assert torch.allclose(rates, decisions.keep_rates.float(), atol=1e-6)
     assert 0.05 < float(rates[:, -1].mean()) < 0.95
 
 

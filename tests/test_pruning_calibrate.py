@@ -42,7 +42,7 @@ def test_calibrated_threshold_meets_the_budget_and_a_new_measurement_agrees():
     over = [p.threshold for p in cal.tried if p.cost_fraction > 0.6]
     assert over and max(over) < cal.threshold <= max(over) + 0.999 / 2**4 + 1e-9
     # independent measurement: every clip traced at the chosen threshold
-    m.threshold = cal.threshold
+    m.set_operating_point(threshold=cal.threshold)
     per_clip = torch.cat([clip_gflops(m, b["clip"]) for b in loader])
     assert float(per_clip.mean()) / dense == pytest.approx(cal.chosen.cost_fraction, rel=1e-9)
     assert cal.record()["threshold"] == cal.threshold and cal.record()["target_cost"] == 0.6
@@ -83,8 +83,8 @@ def test_reduce_fn_sums_over_processes():
     assert empty.clips == one.clips and empty.cost_fraction == pytest.approx(one.cost_fraction)
 
 
-def test_calibration_refuses_a_model_not_on_the_threshold_policy():
+def test_calibration_refuses_a_model_not_in_threshold_mode():
     m, loader = _model(), _loader(1)
-    m.group_policy = ["threshold", "all"]
-    with pytest.raises(ValueError, match="every group on the threshold policy"):
+    m.set_operating_point(mode="keep_ratio")
+    with pytest.raises(ValueError, match="needs the model in threshold mode"):
         measure_threshold(m, loader, torch.device("cpu"), 0.5, 1.0)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from video_iared.pruning.curriculum import (FINETUNE, curriculum_epoch, evaluate_policies, reinforce_step,
-                                            set_stage, stage_policies)
+                                            set_stage, stage_policies, stage_policy)
 from video_iared.pruning.iared import IAREDTimeSformer
 
 
@@ -29,7 +29,6 @@ def test_set_stage_requires_grad_per_stage():
         names = set(set_stage(model, s))
         assert names == {n for n, _ in model.named_parameters() if n.startswith(f"interpreters.{s}.")}
         assert names  # the interpreter has parameters (qk weight and bias)
-        assert model.active_groups == s + 1
         for n, p in model.named_parameters():
             assert p.requires_grad == n.startswith(f"interpreters.{s}."), n
     names = set(set_stage(model, FINETUNE))
@@ -56,7 +55,7 @@ def test_reinforce_step_updates_only_the_stage_interpreter(baseline):
     assert changed <= {n for n, _ in model.named_parameters() if n.startswith("interpreters.1.")}
     if baseline == "none":  # rewards are never all zero here (wrong -> -tau), so the policy moves
         assert changed
-    assert model.group_policy is None
+    assert stage_policy(model, stage, "threshold", True).groups == ("threshold", "sample", "all")
 
 
 def test_curriculum_epoch_and_evaluation_report_per_group():

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from video_iared.pruning.decisions import PruningPolicy
 from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 from video_iared.pruning.iared import IAREDTimeSformer
 
@@ -48,9 +49,8 @@ def test_teacher_is_frozen_dense_and_stays_in_eval():
     # the teacher keeps every token: its logits are the dense forward of the same weights
     ref = _tiny_iared()
     ref.load_state_dict(model.state_dict())
-    ref.eval().group_policy = ["all", "all"]
     with torch.no_grad():
-        assert torch.allclose(pair.teacher_logits, ref(x), atol=1e-5)
+        assert torch.allclose(pair.teacher_logits, ref.eval()(x, policy=PruningPolicy.uniform("all", 2)), atol=1e-5)
     model.train()
     loss = DistillationLoss(pair, nn.CrossEntropyLoss(), 1.0)(pair(x), torch.tensor([0, 1]))
     loss.backward()
@@ -64,10 +64,12 @@ def test_missing_teacher_logits_is_an_error():
         DistillationLoss(pair, nn.CrossEntropyLoss(), 1.0)(torch.randn(2, 4), torch.tensor([0, 1]))
 
 
-def test_teacher_copies_a_model_whose_last_forward_kept_its_graph():
+def test_teacher_copies_a_model_after_a_sampled_forward():
+    """The model keeps no per-forward state (its decisions are returned): a copy after a training forward whose
+    log-probability carries a graph is a plain deepcopy."""
     model = _tiny_iared(mode="threshold")
-    model.train().group_policy = ["sample", "sample"]
-    model(torch.randn(2, 3, 4, 32, 32))  # last_log_prob now carries a graph
-    assert model.last_log_prob.requires_grad
+    _, decisions = model.train()(torch.randn(2, 3, 4, 32, 32), return_decisions=True)
+    assert decisions.log_prob.requires_grad and decisions.policy.groups == ("sample", "sample")
+    assert not [k for k, v in vars(model).items() if isinstance(v, torch.Tensor) or k.startswith("last_")]
     teacher = dense_teacher(model)
-    assert teacher.group_policy == ["all", "all"] and model.last_log_prob is not None
+    assert teacher.policy.groups == ("all", "all") and not teacher.training

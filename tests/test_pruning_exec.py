@@ -3,8 +3,10 @@ import pytest
 import torch
 
 from video_iared.models.timesformer import TimeSformer
+from video_iared.pruning.decisions import PruningPolicy
 from video_iared.pruning.iared import IAREDTimeSformer
 from video_iared.pruning.token_ops import PackedLayout
+from pruning_fixtures import run_execution
 
 T, P, SIZE = 4, 8, 32  # 4 frames of 4x4 patches: N = 64
 N = T * (SIZE // P) ** 2
@@ -27,9 +29,7 @@ def _models(attention_type: str, groups=(2, 2)):
 
 
 def _run(model, x, keeps, execution):
-    model.execution = execution
-    with torch.no_grad():
-        return model(x, keep_masks=keeps)
+    return run_execution(model, x, keeps, execution)
 
 
 def _extreme_keeps(B: int, seed: int = 1):
@@ -55,14 +55,14 @@ def test_all_kept_equals_dense(attention_type):
         ref = dense(x)
     keeps = [torch.ones(2, N, dtype=torch.bool)] * 2
     for execution in ("packed", "masked"):
-        out = _run(model, x, keeps, execution)
+        out, decisions = _run(model, x, keeps, execution)
         torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
-        assert torch.equal(model.last_keep_rates, torch.ones(2, 2))
+        assert torch.equal(decisions.keep_rates, torch.ones(2, 2))
     # the "all" policy (no interpreter acts) is the dense model too
-    model.execution = "packed"
-    model.active_groups = 0
     with torch.no_grad():
-        torch.testing.assert_close(model(x), ref, atol=ATOL, rtol=0)
+        out, decisions = model(x, policy=PruningPolicy.uniform("all", 2), return_decisions=True)
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+    assert decisions.interpreted.tolist() == [False, False] and decisions.probs == [None, None]
 
 
 @pytest.mark.parametrize("attention_type", TYPES)
@@ -70,15 +70,18 @@ def test_packed_equals_masked_on_extreme_keep_sets(attention_type):
     _, model = _models(attention_type)
     x = torch.randn(4, 3, T, SIZE, SIZE)
     keeps = _extreme_keeps(4)
-    packed = _run(model, x, keeps, "packed")
-    rates_packed = model.last_keep_rates.clone()
-    masked = _run(model, x, keeps, "masked")
+    packed, dec_packed = _run(model, x, keeps, "packed")
+    rates_packed = dec_packed.keep_rates
+    masked, dec_masked = _run(model, x, keeps, "masked")
     torch.testing.assert_close(packed, masked, atol=ATOL, rtol=0)
-    torch.testing.assert_close(rates_packed, model.last_keep_rates)
+    torch.testing.assert_close(rates_packed, dec_masked.keep_rates)
+    assert torch.equal(dec_packed.keep_masks, dec_masked.keep_masks)
+    nested = [keeps[0], keeps[0] & keeps[1]]  # a dropped token stays dropped
+    assert dec_packed.kept_counts.tolist() == [[int(k[b].sum()) for k in nested] for b in range(4)]
     assert rates_packed[0].tolist() == [0.0, 0.0]
     assert rates_packed[1, 1] == 0.0 and rates_packed[3].tolist() == [1.0, 1.0]
     # pruning changes the output (the test would pass vacuously if the masks were ignored)
-    dense_out = _run(model, x, [torch.ones(4, N, dtype=torch.bool)] * 2, "packed")
+    dense_out, _ = _run(model, x, [torch.ones(4, N, dtype=torch.bool)] * 2, "packed")
     assert (dense_out[2] - packed[2]).abs().max() > 1e-3
 
 
@@ -87,22 +90,22 @@ def test_clip_independent_of_batch_mates(attention_type):
     _, model = _models(attention_type)
     x = torch.randn(4, 3, T, SIZE, SIZE)
     keeps = _extreme_keeps(4, seed=3)
-    batched = _run(model, x, keeps, "packed")
+    batched, _ = _run(model, x, keeps, "packed")
     for b in range(4):
-        alone = _run(model, x[b: b + 1], [k[b: b + 1] for k in keeps], "packed")
+        alone, _ = _run(model, x[b: b + 1], [k[b: b + 1] for k in keeps], "packed")
         torch.testing.assert_close(alone, batched[b: b + 1], atol=ATOL, rtol=0)
 
 
 def test_interpreter_decisions_shrink_and_keep_ratio_budget():
     _, model = _models("divided_space_time", groups=(1, 1, 2))
-    model.mode = "keep_ratio"
-    model.keep_ratio = [0.5, 0.5, 0.75]
+    model.set_operating_point(mode="keep_ratio", keep_ratio=[0.5, 0.5, 0.75])
     x = torch.randn(3, 3, T, SIZE, SIZE)
     with torch.no_grad():
-        model(x)
+        _, decisions = model(x, return_decisions=True)
     expected = [32 / N, 16 / N, 12 / N]
-    torch.testing.assert_close(model.last_keep_rates, torch.tensor([expected] * 3))
-    probs = model.last_probs
+    torch.testing.assert_close(decisions.keep_rates, torch.tensor([expected] * 3))
+    assert decisions.policy.groups == ("keep_ratio",) * 3 and decisions.kept_counts.tolist() == [[32, 16, 12]] * 3
+    probs = decisions.probs
     for g in range(1, 3):  # a dropped token stays dropped: its probability is 0 in every later group
         dead = probs[g - 1] == 0
         assert (probs[g][dead] == 0).all()
@@ -143,23 +146,21 @@ def test_fvcore_traces_the_packed_path_per_clip():
     clip = torch.randn(1, 3, T, SIZE, SIZE)
     g_dense = model_gflops(dense, clip)
     assert dense_gflops(model, clip) == pytest.approx(g_dense, rel=1e-9)  # nothing extra when all is kept
-    model.mode = "keep_ratio"
-    model.keep_ratio = [0.5, 0.5]
+    model.set_operating_point(mode="keep_ratio", keep_ratio=[0.5, 0.5])
     views = torch.randn(2, 3, T, SIZE, SIZE)
     with torch.no_grad():
-        model(views)
+        _, decisions = model(views, return_decisions=True)
     g = clip_gflops(model, views)  # raises if a heavy op went uncounted
-    frac = float(analytic_fraction(model.last_keep_rates[0], model.groups))
+    frac = float(analytic_fraction(decisions.keep_rates[0], model.groups))
     assert frac == pytest.approx(1 - (0.5 * 2 + 0.75 * 2) / 4)
     # fvcore also counts the embedding, head and interpreters (a few % here), so it sits slightly above
     assert frac < float(g[0]) / g_dense < frac + 0.08
     # threshold mode: different clips, different cost — each measured on its own clip
-    model.mode = "threshold"
+    model.set_operating_point(mode="threshold")
     with torch.no_grad():
-        model(views)
-    rates = model.last_keep_rates.clone()
+        _, decisions = model(views, return_decisions=True)
+    rates = decisions.keep_rates
     g = clip_gflops(model, views)
     for i in range(2):
         f = float(analytic_fraction(rates[i], model.groups))
         assert f < float(g[i]) / g_dense < f + 0.08
-    torch.testing.assert_close(model.last_keep_rates, rates)  # the caller's stats survive the tracing

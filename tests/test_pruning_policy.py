@@ -93,11 +93,11 @@ def test_policy_loss_reaches_every_interpreter_parameter(execution):
         p.requires_grad_(True)
     model.train()
     x = torch.randn(3, 3, 4, 32, 32)
-    logits = model(x)
+    logits, decisions = model(x, return_decisions=True)
     correct = logits.argmax(1) == torch.tensor([0, 1, 2])
-    frac = kept_fraction(model.last_keep_rates, model.groups)
+    frac = kept_fraction(decisions.keep_rates, model.groups)
     r = compute_reward(correct, frac, 0.5)
-    loss = policy_loss(r, compute_baseline(r, "none") - 1.0, model.last_log_prob)  # nonzero advantage
+    loss = policy_loss(r, compute_baseline(r, "none") - 1.0, decisions.log_prob)  # nonzero advantage
     loss.backward()
     for name, p in model.interpreters.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name

@@ -17,6 +17,7 @@ from video_iared.profiling.dispatch_count import DispatchCounter, count_forward
 from video_iared.config import get_cfg
 from video_iared.config.validate import ConfigError, validate_config
 from video_iared.models.timesformer import TimeSformer
+from video_iared.pruning.decisions import PruningPolicy
 from video_iared.pruning.iared import IAREDTimeSformer
 from video_iared.pruning.varlen import padded_varlen_attention, resolve_backend
 
@@ -112,9 +113,10 @@ def test_varlen_decisions_equal_bucketed(attention, mode):
     out = {}
     for backend in ("varlen", "bucketed"):
         m = _iared(attention, backend)
-        m.mode, m.keep_ratio, m.threshold = mode, [0.7, 0.6, 0.5], 0.5
+        policy = PruningPolicy.uniform(mode, 3, 0.5, (0.7, 0.6, 0.5))
         with torch.no_grad():
-            out[backend] = (m(x), m.last_keep_masks)
+            logits, decisions = m(x, policy=policy, return_decisions=True)
+        out[backend] = (logits, decisions.keep_masks)
     assert torch.equal(out["varlen"][1], out["bucketed"][1])
     torch.testing.assert_close(out["varlen"][0], out["bucketed"][0], rtol=1e-4, atol=1e-5)
     kept = out["varlen"][1].sum(2)
@@ -146,17 +148,14 @@ def test_host_reads_and_attention_calls_per_forward(attention, calls_per_block):
     assert count_forward(lambda: dense(x)) == {"host_reads": 0, "attention_calls": 4 * calls_per_block,
                                                 "host_read_ops": {}, "math_attention_suspected": False}
     m = _iared(attention, "varlen")
-    m.keep_ratio = [0.7, 0.7, 0.7]
-    m.mode = "keep_ratio"
-    kr = count_forward(lambda: m(x))
-    m.mode = "threshold"
-    th = count_forward(lambda: m(x))
+    keep_ratio = PruningPolicy.uniform("keep_ratio", 3, keep_ratio=(0.7, 0.7, 0.7))
+    kr = count_forward(lambda: m(x, policy=keep_ratio))
+    th = count_forward(lambda: m(x, policy=keep_ratio.replace(groups=("threshold",) * 3)))
     assert kr["host_reads"] == 0 and kr["attention_calls"] == 4 * calls_per_block
     assert th["host_reads"] == 3 and th["host_read_ops"] == {"aten._local_scalar_dense": 3}  # one per group
     assert th["attention_calls"] == 4 * calls_per_block
     b = _iared(attention, "bucketed")
-    b.mode = "keep_ratio"
-    assert count_forward(lambda: b(x))["host_reads"] > 0  # the counter sees the bucketed path's reads
+    assert count_forward(lambda: b(x, policy=keep_ratio))["host_reads"] > 0  # the counter sees the bucketed path's reads
 
 
 def test_counter_counts_what_it_claims():

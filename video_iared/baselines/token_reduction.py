@@ -29,24 +29,45 @@ loads strictly) and runs its blocks with ``packed_block_forward`` on a ``PackedL
   at different positions of the frame, and a dense position group would hold only one). ToMe merges inside a block between attention and MLP; here it merges
   between blocks (same token counts, shifted by one MLP).
 
-After each forward: ``last_keep_rates`` (B, S) — kept patches / all patches after each reduction step (one
-step per group for random / evit, one per block for tome); ``last_keeps``: the S keep masks (B, T*H*W) bool,
-(h w t) order (for tome: the grid cells still holding a token).
+``forward(x, policy=Budget(...), return_decisions=True)`` returns ``(logits, ReductionDecisions)``: ``keep_rates``
+(B, S) — kept patches / all patches after each reduction step (one step per group for random / evit, one per
+block for tome) — and ``keeps``: the S keep masks (B, T*H*W) bool, (h w t) order (for tome: the grid cells
+still holding a token). The budget defaults to the model's ``keep_ratio`` / ``merge_r``.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from video_iared.models.timesformer import TimeSformer
+from video_iared.pruning.decisions import ReductionDecisions
 from video_iared.pruning.packed_block import packed_block_forward
 from video_iared.pruning.policy import topk_keep
 from video_iared.pruning.token_ops import GroupIndex, PackedLayout, ungroup
 
 METHODS = ("random", "evit", "tome")
 SUPPORTED_ATTENTION = ("divided_space_time", "joint_space_time")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one forward of a baseline reduces (its ``policy``): ``keep_ratio`` per group (random / EViT) and
+    ``merge_r`` per frame per block (ToMe); None: the model's own."""
+
+    keep_ratio: Optional[Tuple[float, ...]] = None
+    merge_r: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.keep_ratio is not None:
+            ratios = tuple(float(r) for r in self.keep_ratio)
+            if any(not 0.0 < r <= 1.0 for r in ratios):
+                raise ValueError(f"keep_ratio entries must be in (0, 1], got {list(ratios)}")
+            object.__setattr__(self, "keep_ratio", ratios)
+        if self.merge_r is not None and int(self.merge_r) < 0:
+            raise ValueError(f"merge_r must be >= 0, got {self.merge_r}")
 
 
 def _cls_groups(layout: PackedLayout, attention_type: str) -> GroupIndex:
@@ -158,8 +179,6 @@ class TokenReductionTimeSformer(TimeSformer):
         self.merge_r = int(merge_r)
         self.seed = int(seed)
         self._gen = torch.Generator().manual_seed(self.seed)
-        self.last_keep_rates: Optional[torch.Tensor] = None
-        self.last_keeps: List[torch.Tensor] = []
 
     def reseed(self, seed: Optional[int] = None) -> None:
         """Restart the random method's generator (same seed, same draws)."""
@@ -189,20 +208,34 @@ class TokenReductionTimeSformer(TimeSformer):
                         layout)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip (B, C, T, H, W) -> logits (B, K)."""
+    returns_decisions = True  # forward(..., return_decisions=True) -> (logits, ReductionDecisions)
+
+    def forward(self, x: torch.Tensor, policy: Optional[Budget] = None,
+                return_decisions: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, ReductionDecisions]]:
+        """Clip (B, C, T, H, W) -> logits (B, K), or ``(logits, ReductionDecisions)`` with ``return_decisions``.
+        ``policy``: the budget of this forward (None: the model's ``keep_ratio`` / ``merge_r``)."""
+        policy = policy or Budget()
+        ratios = list(policy.keep_ratio) if policy.keep_ratio is not None else self.keep_ratio
+        if len(ratios) != len(self.groups):
+            raise ValueError(f"keep_ratio needs one ratio per group ({len(self.groups)}), got {ratios}")
+        merge_r = self.merge_r if policy.merge_r is None else int(policy.merge_r)
         tokens, grid = self.embed(x)
         B, N = tokens.shape[0], grid.num_patches
         alive = torch.ones(B, N, dtype=torch.bool, device=tokens.device)
         layout = PackedLayout(alive, grid.T, grid.H, grid.W)
         packed = layout.pack(tokens)
-        run = self._run_tome if self.method == "tome" else self._run_groups
-        self.last_keeps = []
-        packed, rates = run(packed, layout)
-        self.last_keep_rates = torch.stack(rates, 1).detach()
-        return self.forward_head(packed[:B].unsqueeze(1), grid)
+        keeps: List[torch.Tensor] = []
+        if self.method == "tome":
+            packed, rates = self._run_tome(packed, layout, merge_r, keeps)
+        else:
+            packed, rates = self._run_groups(packed, layout, ratios, keeps)
+        logits = self.forward_head(packed[:B].unsqueeze(1), grid)
+        if not return_decisions:
+            return logits
+        return logits, ReductionDecisions(keeps, torch.stack(rates, 1).detach())
 
-    def _run_groups(self, x: torch.Tensor, layout: PackedLayout) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def _run_groups(self, x: torch.Tensor, layout: PackedLayout, ratios: Sequence[float],
+                    keeps: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """random / evit: one top-k decision in front of every group, then the group's blocks, packed."""
         N = layout.keep.shape[1]
         captured: List[torch.Tensor] = []
@@ -210,16 +243,16 @@ class TokenReductionTimeSformer(TimeSformer):
         blk = 0
         for g, n_blocks in enumerate(self.groups):
             alive = layout.keep
-            if self.keep_ratio[g] < 1.0:
+            if ratios[g] < 1.0:
                 scores = self._scores(g, x, layout, captured[-1] if captured else None)
-                keep = topk_keep(scores, alive, self.keep_ratio[g])
+                keep = topk_keep(scores, alive, ratios[g])
                 if not torch.equal(keep, alive):
                     x, layout = layout.shrink(x, keep)
             rates.append(layout.keep.sum(1).to(x.dtype) / N)
-            self.last_keeps.append(layout.keep)
+            keeps.append(layout.keep)
             captured.clear()
             # EViT needs the CLS attention of this group's last block for the next decision.
-            need = self.method == "evit" and g + 1 < len(self.groups) and self.keep_ratio[g + 1] < 1.0
+            need = self.method == "evit" and g + 1 < len(self.groups) and ratios[g + 1] < 1.0
             for i, block in enumerate(self.blocks[blk: blk + n_blocks]):
                 hook = None
                 if need and i == n_blocks - 1:
@@ -232,7 +265,8 @@ class TokenReductionTimeSformer(TimeSformer):
             blk += n_blocks
         return x, rates
 
-    def _run_tome(self, x: torch.Tensor, layout: PackedLayout) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def _run_tome(self, x: torch.Tensor, layout: PackedLayout, merge_r: int,
+                  keeps: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """tome: per-frame bipartite merging in front of every block; sizes carried as an extra column, their
         logs passed to every block as the key bias (proportional attention) while merging is on."""
         N = layout.keep.shape[1]
@@ -242,9 +276,9 @@ class TokenReductionTimeSformer(TimeSformer):
         keys: Optional[torch.Tensor] = None
         heads = self.blocks[0].attn.num_heads
         for block in self.blocks:
-            if self.merge_r > 0:
+            if merge_r > 0:
                 metric = x if keys is None else keys
-                src, dst = bipartite_merge_plan(metric, layout.spatial_groups(), self.merge_r)
+                src, dst = bipartite_merge_plan(metric, layout.spatial_groups(), merge_r)
                 if src.numel():
                     x, size = merge_rows(x, size, src, dst)
                     keep = layout.keep.clone()
@@ -252,8 +286,8 @@ class TokenReductionTimeSformer(TimeSformer):
                     both, layout = layout.shrink(torch.cat([x, size], 1), keep)
                     x, size = both[:, :D], both[:, D:]
             rates.append(layout.keep.sum(1).to(x.dtype) / N)
-            self.last_keeps.append(layout.keep)
-            key_bias = size[:, 0].log() if self.merge_r > 0 else None
+            keeps.append(layout.keep)
+            key_bias = size[:, 0].log() if merge_r > 0 else None
             captured: List[torch.Tensor] = []
             hook = block.attn.qkv.register_forward_hook(lambda m, inp, out: captured.append(out))
             try:

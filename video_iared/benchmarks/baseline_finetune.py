@@ -20,12 +20,14 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
+
 from video_iared.data.device_normalize import build_normalizer
 from video_iared.data.loader import set_loader_epoch
 from video_iared.engine.amp import amp_dtype, make_scaler
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.train import train_one_epoch
 from video_iared.engine.train_iared import FINETUNE_EPOCH_OFFSET
+from video_iared.pruning.decisions import unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -75,22 +77,19 @@ def set_drop_path(model: nn.Module, rate: float) -> None:
         block.drop_path = DropPath(p) if p > 0.0 else nn.Identity()
 
 
-def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, recipe: FinetuneRecipe,
-                           device: torch.device, name: str = "", frozen: Sequence[str] = (),
-                           train_attrs: Optional[Dict[str, object]] = None) -> nn.Module:
-    """A copy of ``model`` with ``attrs`` set (the row's budget: keep_ratio, merge_r, ...), its parameters trained
-    for ``recipe.epochs`` on ``loader`` (the train split); ``model`` itself is left untouched. Returns the copy
-    in eval mode, ``attrs`` set. ``frozen``: name prefixes of parameters that stay fixed (IA-RED²'s
-    "interpreters."); ``train_attrs``: set for the training only (IA-RED²'s ``group_policy``: in train mode its
-    groups would otherwise sample)."""
+def finetune_variant_model(model: nn.Module, loader, recipe: FinetuneRecipe, device: torch.device, name: str = "",
+                           frozen: Sequence[str] = ()) -> nn.Module:
+    """A copy of a row's ``model`` (a ``PolicyBound``: the method at the row's budget, or a plain dense model),
+    its parameters trained for ``recipe.epochs`` on ``loader`` (the train split) with that budget active;
+    ``model`` itself is left untouched. Returns the copy in eval mode. ``frozen``: name prefixes of the bare
+    model's parameters that stay fixed (IA-RED²'s "interpreters.")."""
     net = copy.deepcopy(model).to(device)
-    for k, v in {**attrs, **(train_attrs or {})}.items():
-        setattr(net, k, v)
-    set_drop_path(net, recipe.drop_path_rate)
-    for pname, p in net.named_parameters():
+    bare = unwrap(net)
+    set_drop_path(bare, recipe.drop_path_rate)
+    for pname, p in bare.named_parameters():
         p.requires_grad_(not any(pname.startswith(f) for f in frozen))
-    if hasattr(net, "reseed"):  # the random baseline: its training draws start from its seed
-        net.reseed()
+    if hasattr(bare, "reseed"):  # the random baseline: its training draws start from its seed
+        bare.reseed()
     optimizer = build_optimizer(net, recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum,
                                 recipe.nesterov)
     dtype = amp_dtype(device, "mixed" if recipe.mixed_precision else "fp32")
@@ -105,8 +104,6 @@ def finetune_variant_model(model: nn.Module, attrs: Dict[str, object], loader, r
         summary = train_one_epoch(net, loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
                                   grad_accum_steps=recipe.grad_accum_steps, clip_grad_norm=recipe.clip_grad_norm,
                                   show_progress=False, normalizer=recipe.normalizer)
-    for k, v in attrs.items():
-        setattr(net, k, v)
     for p in net.parameters():
         p.requires_grad_(True)
     logger.info("finetuned %s: %d epochs at lr %.2e, last epoch loss %.4f, train top-1 %.2f%%, %.0f s", name or "row",

@@ -155,11 +155,11 @@ class _CostTimer:
 
     def __call__(self, model: nn.Module, views: torch.Tensor):
         out = self.forward_fn(model, views)
-        if out.keep_rates is not None:  # an IA-RED² forward: its cost came from the kept sets
+        if out.decisions is not None:  # an IA-RED² forward: its cost came from the kept sets
             t0 = time.perf_counter()
             _sync(self.device)
             t1 = time.perf_counter()
-            forward_gflops(getattr(model, "_orig_mod", model), views.shape)
+            forward_gflops(model, out.decisions, views.shape)
             _sync(self.device)
             t2 = time.perf_counter()
             self.cost_s += t2 - t1

@@ -42,7 +42,7 @@ def _models(cfg, backend: str, device: torch.device):
     cfg.defrost()
     cfg.IARED.ATTENTION_BACKEND = backend
     dense, (iared,) = build_keep_ratio_models(cfg, [float(cfg.IARED.KEEP_RATIO[0])])
-    iared.keep_ratio = [float(r) for r in cfg.IARED.KEEP_RATIO]
+    iared.set_operating_point(keep_ratio=[float(r) for r in cfg.IARED.KEEP_RATIO])
     gen = torch.Generator().manual_seed(cfg.RNG_SEED)
     with torch.no_grad():
         for it in iared.interpreters:
@@ -65,9 +65,10 @@ def dispatch_rows(cfg, batch: int, device: torch.device) -> List[Dict[str, objec
         if backend == "varlen":
             rows.append({"model": "dense", "backend": "-", "mode": "-", **count_forward(lambda: dense(x))})
         for mode in ("keep_ratio", "threshold"):
-            iared.mode = mode
-            counts = count_forward(lambda: iared(x))
-            kept = [round(float(r), 3) for r in iared.last_keep_rates.mean(0)]
+            iared.set_operating_point(mode=mode)
+            out = []  # the forward's (logits, decisions), counted with the stack of its decisions
+            counts = count_forward(lambda: out.append(iared(x, return_decisions=True)))
+            kept = [round(float(r), 3) for r in out[0][1].keep_rates.mean(0)]
             rows.append({"model": "iared", "backend": backend, "mode": mode, "kept": kept, **counts})
     return rows
 
@@ -87,12 +88,11 @@ def logits_check(cfg, batch: int, device: torch.device) -> None:
     x = _clips(cfg, batch, device)
     for dtype in (None, torch.bfloat16):
         _, ref_model = _models(cfg, "bucketed", device)
-        ref_model.mode = "threshold"
+        threshold = ref_model.policy_for(["threshold"] * ref_model.num_groups)
         with torch.no_grad(), autocast(device, dtype):
-            ref_model(x)
-            masks = list(ref_model.last_keep_masks.unbind(1))
-            ref_model.execution = "masked"
-            ref = ref_model(x, keep_masks=masks).float()
+            _, decisions = ref_model(x, policy=threshold, return_decisions=True)
+            masks = list(decisions.keep_masks.unbind(1))
+            ref = ref_model(x, policy=threshold.replace(execution="masked"), keep_masks=masks).float()
             for backend in ("varlen", "bucketed"):
                 _, m = _models(cfg, backend, device)
                 out = m(x, keep_masks=masks).float()
@@ -195,7 +195,7 @@ def run_gpu_check(cfg, batch: int = 8, speed_batches: Sequence[int] = (1, 8, 32)
         for backend in ("varlen", "bucketed"):
             dense, iared = _models(cfg, backend, device)
             for mode in ("keep_ratio", "threshold"):
-                iared.mode = mode
+                iared.set_operating_point(mode=mode)
                 print(f"cuda {backend} {mode}: {syncs_and_kernels(iared, x)}", flush=True)
         print(f"cuda dense: {syncs_and_kernels(dense, x)}", flush=True)
 

@@ -45,8 +45,9 @@ def keep_ratio_speed_table(cfg, keep_rates: Sequence[float] = (0.7, 0.5, 0.3), b
     probe = torch.randn(1, C, T, S, S, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
     rows = [KeepRow(None, dense, model_gflops(dense, probe), [1.0] * len(pruned[0].groups) if pruned else [])]
     for r, m in zip(keep_rates, pruned):
-        g = model_gflops(m, probe)
-        rows.append(KeepRow(r, m, g, [float(v) for v in m.last_keep_rates[0]]))
+        with torch.no_grad():
+            _, decisions = m(probe, return_decisions=True)
+        rows.append(KeepRow(r, m, model_gflops(m, probe), [float(v) for v in decisions.keep_rates[0]]))
     logger.info("keep-ratio speed benchmark: %d frames x %d crop, groups %s, warm-up %d, reps %d (interleaved) on %s; %s",
                 T, S, list(pruned[0].groups) if pruned else [], warmup, reps, device, load_note())
     header = (f"{'keep':>5} {'tokens kept per group':>24} {'GFLOPs':>8} {'batch':>5} {'ms/clip':>9} "

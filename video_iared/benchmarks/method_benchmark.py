@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from video_iared.baselines.token_reduction import build_baseline
+from video_iared.baselines.token_reduction import Budget, build_baseline
 from video_iared.benchmarks.baseline_finetune import finetune_variant_model, recipe_from_cfg
 from video_iared.build import iared_kwargs, timesformer_kwargs
 from video_iared.checkpoint import load_checkpoint
@@ -47,6 +47,7 @@ from video_iared.models.timesformer import TimeSformer
 from video_iared.profiling.flops import flop_analysis, heavy_unsupported_ops
 from video_iared.profiling.memory import PeakMemory
 from video_iared.profiling.timing import load_note, time_once
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy, unwrap
 from video_iared.pruning.iared import IAREDTimeSformer
 
 logger = logging.getLogger(__name__)
@@ -60,29 +61,6 @@ EXTRA_CHEAP_OPS = {"aten::rand", "aten::new_ones", "aten::linalg_vector_norm", "
 
 
 # ----------------------------------------------------------------------------- variants
-class BudgetView(nn.Module):
-    """A model seen at one budget: sets ``attrs`` on the shared ``model`` before each forward.
-
-    Keeps it as ``.model``: ``profiling.flops`` reads the side outputs of a wrapper's ``.model`` (by that name).
-
-    Variants of a method share one set of weights (TimeSformer-B copies would cost 0.5 GB each).
-    """
-
-    def __init__(self, model: nn.Module, **attrs) -> None:
-        super().__init__()
-        self.model = model
-        self.attrs = attrs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for k, v in self.attrs.items():
-            setattr(self.model, k, v)
-        return self.model(x)
-
-    @property
-    def last_keep_rates(self) -> Optional[torch.Tensor]:
-        return getattr(self.model, "last_keep_rates", None)
-
-
 @dataclass
 class Variant:
     """One row: a method at one budget, its model, and every measured figure."""
@@ -144,7 +122,7 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
         if method in methods:
             base = build_baseline(method, dense, groups, [1.0] * G, seed=seed, timesformer_kwargs=timesformer_kwargs)
             for r in keep_ratios:
-                out.append(Variant(method, f"keep {r:g}", BudgetView(base, keep_ratio=[float(r)] * G),
+                out.append(Variant(method, f"keep {r:g}", PolicyBound(base, Budget(keep_ratio=(float(r),) * G)),
                                    ratio_token_fraction(groups, r)))
     if "tome" in methods:
         base = build_baseline("tome", dense, groups, seed=seed, timesformer_kwargs=timesformer_kwargs)
@@ -152,22 +130,22 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
         rs = list(tome_rs) if tome_rs else [tome_r_for_fraction(S, depth, ratio_token_fraction(groups, r))
                                             for r in keep_ratios]
         for r in rs:
-            out.append(Variant("tome", f"r {r}", BudgetView(base, merge_r=int(r)),
+            out.append(Variant("tome", f"r {r}", PolicyBound(base, Budget(merge_r=int(r))),
                                sum(tome_token_counts(S, depth, int(r))) / (depth * S)))
     if iared is not None:
         if "iared_ratio" in methods:
             for r in keep_ratios:
                 out.append(Variant("iared_ratio", f"keep {r:g}",
-                                   BudgetView(iared, mode="keep_ratio", keep_ratio=[float(r)] * G, group_policy=None,
-                                              active_groups=G),
+                                   PolicyBound(iared, PruningPolicy.uniform("keep_ratio", G, iared.threshold,
+                                                                            (float(r),) * G)),
                                    ratio_token_fraction(groups, r)))
         if "iared_threshold" in methods:
             for t in thresholds:
                 # the fraction depends on the clips: filled in from the measured keep rates
                 label = f"thr {t:g}" + (" (calibrated)" if calibrated is not None and t == calibrated else "")
                 out.append(Variant("iared_threshold", label,
-                                   BudgetView(iared, mode="threshold", threshold=float(t), group_policy=None,
-                                              active_groups=G),
+                                   PolicyBound(iared, PruningPolicy.uniform("threshold", G, float(t),
+                                                                            iared.keep_ratio)),
                                    math.nan))
     return out
 
@@ -209,12 +187,13 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
     """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax);
     ``normalizer``: the views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
     def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
-        logits = model(v)
-        keep = getattr(model, "last_keep_rates", None)
-        return ChunkOutput(logits, None, None if keep is None else keep.detach().float().cpu())
+        if not getattr(model, "returns_decisions", False):  # dense
+            return ChunkOutput(model(v), None, None)
+        logits, decisions = model(v, return_decisions=True)
+        return ChunkOutput(logits, None, decisions.keep_rates.float().cpu())
 
     for var in tqdm(variants, desc="accuracy", dynamic_ncols=True):
-        base = var.model.model if isinstance(var.model, BudgetView) else var.model
+        base = unwrap(var.model)
         if hasattr(base, "reseed"):  # the random baseline: the same draws for every run of the benchmark
             base.reseed()
         records = run_multiview(var.model, batches, device, views_per_chunk, "mean_softmax", None, fwd,
@@ -538,15 +517,10 @@ def finetune_rows(variants: Sequence[Variant], cfg, epochs: int, device: torch.d
     rows = [v for v in variants if v.method in methods]
     for var in tqdm(rows, desc="finetune", dynamic_ncols=True):
         if var.method == "iared_ratio":
-            G = curriculum_model.num_groups
-            tuned = finetune_variant_model(curriculum_model, var.model.attrs, loader, recipe, device, var.name,
-                                           frozen=("interpreters.",), train_attrs={"group_policy": ["keep_ratio"] * G})
-            var.model = BudgetView(tuned, **var.model.attrs)
-        elif isinstance(var.model, BudgetView):
-            tuned = finetune_variant_model(var.model.model, var.model.attrs, loader, recipe, device, var.name)
-            var.model = BudgetView(tuned, **var.model.attrs)
+            var.model = finetune_variant_model(PolicyBound(curriculum_model, var.model.policy), loader, recipe,
+                                               device, var.name, frozen=("interpreters.",))
         else:
-            var.model = finetune_variant_model(var.model, {}, loader, recipe, device, var.name)
+            var.model = finetune_variant_model(var.model, loader, recipe, device, var.name)
         var.results["finetune_epochs"] = epochs
     names = ", ".join(LABELS[m] for m in methods)
     iared_note = "IA-RED² rows: the checkpoint as trained"

@@ -32,7 +32,6 @@ from video_iared.config import load_config_for_cli
 from video_iared.data import build_multiview_loader, build_normalizer
 from video_iared.engine.device import device_from_cfg
 from video_iared.engine.multiview_test import build_test_model, dense_forward, run_multiview
-from video_iared.pruning.policy import decide
 from video_iared.utils.precision import float32_islands, forward_precision
 from video_iared.utils.precision import precision_dtype
 
@@ -48,34 +47,15 @@ def interpreters_in_float32(model: nn.Module):
     return float32_islands(model, interpreters=True, head=False)
 
 
-def group_decisions(model: nn.Module) -> List[torch.Tensor]:
-    """The keep decisions (B, N) bool of every group of the last forward of an IA-RED² ``model`` in eval mode,
-    rebuilt from ``model.last_probs`` with the model's own policy (threshold or keep_ratio), in (h w t) order.
-
-    A group whose probabilities were not computed (policy "all") keeps every alive token.
-    """
-    probs = model.last_probs
-    if not probs or all(p is None for p in probs):
-        raise ValueError("the model has no keep probabilities: run an IA-RED² model forward first")
-    ref = next(p for p in probs if p is not None)
-    alive = torch.ones(ref.shape, dtype=torch.bool, device=ref.device)
-    out = []
-    for g, (p, policy) in enumerate(zip(probs, model.policies())):
-        if p is None or policy == "all":
-            keep = alive.clone()
-        else:
-            keep = decide(p.float(), alive, policy, model.threshold, model.keep_ratio[g])
-        out.append(keep)
-        alive = keep
-    return out
-
-
 @torch.no_grad()
 def _decisions(model: nn.Module, clips: torch.Tensor, precision: str, fp32_interpreter: bool):
+    """(float32 logits, per group the kept set (B, N) bool after its decision, per group the float32 keep
+    probabilities or None, the policy) of one forward of ``model`` at ``precision``."""
     ctx = interpreters_in_float32(model) if fp32_interpreter else contextlib.nullcontext()
     with ctx, forward_precision(precision, clips.device):
-        logits = model(clips)
-    return logits.float(), group_decisions(model), [None if p is None else p.float() for p in model.last_probs]
+        logits, decisions = model(clips, return_decisions=True)
+    probs = [None if p is None else p.float() for p in decisions.probs]
+    return logits.float(), list(decisions.keep_masks.unbind(1)), probs, decisions.policy
 
 
 def kept_set_agreement(model: nn.Module, clips: torch.Tensor, precision: str = "bf16",
@@ -91,8 +71,8 @@ def kept_set_agreement(model: nn.Module, clips: torch.Tensor, precision: str = "
     kept fraction after the last group) and ``logit_rel_err`` (max |logits diff| / max |fp32 logits|).
     """
     model.eval()
-    lg32, keep32, p32 = _decisions(model, clips, "fp32", False)
-    lgl, keepl, _ = _decisions(model, clips, precision, fp32_interpreter)
+    lg32, keep32, p32, policy = _decisions(model, clips, "fp32", False)
+    lgl, keepl, _, _ = _decisions(model, clips, precision, fp32_interpreter)
     per_group, flips, decided, near, margins = [], 0, 0, 0, []
     alive, alive_low = torch.ones_like(keep32[0]), torch.ones_like(keep32[0])
     for g, (a, b) in enumerate(zip(keep32, keepl)):
@@ -103,12 +83,12 @@ def kept_set_agreement(model: nn.Module, clips: torch.Tensor, precision: str = "
         own = diff & alive & alive_low
         decided += int(own.sum())
         if p32[g] is not None and own.any():
-            if model.policies()[g] == "keep_ratio":
+            if policy.groups[g] == "keep_ratio":
                 # distance from the clip's cut: the k-th largest float32 probability among its alive tokens
                 k = a.sum(1).clamp(min=1)
                 cut = p32[g].masked_fill(~alive, -1.0).sort(1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
             else:
-                cut = torch.full_like(p32[g][:, :1], model.threshold)
+                cut = torch.full_like(p32[g][:, :1], policy.threshold)
             m = (p32[g] - cut).abs()[own]
             margins.extend(m.tolist())
             near += int((m <= tie_band).sum())

@@ -173,13 +173,15 @@ class Float32IslandsModel(nn.Module):
     """``model`` run with its interpreters and classifier head in float32 (``utils.precision.float32_islands``)
     inside any autocast: the variant that shows what the float32 keep decision costs."""
 
+    returns_decisions = True  # passed through: fvcore's trace sees the decisions' work (profiling.flops)
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_decisions: bool = False):
         with float32_islands(self.model):
-            return self.model(x)
+            return self.model(x, return_decisions=return_decisions)
 
 
 def build_precision_variants(cfg, keep_rates: Sequence[float] = (0.7,), compile_model: bool = False,

@@ -25,6 +25,7 @@ from video_iared.build import build_keep_ratio_models
 from video_iared.deploy.static_iared import StaticIARED
 from video_iared.engine.multiview_test import build_test_model
 from video_iared.profiling.timing import interleaved_speed
+from video_iared.pruning.decisions import PolicyBound
 from video_iared.pruning.iared import IAREDTimeSformer
 
 logger = logging.getLogger(__name__)
@@ -115,15 +116,10 @@ def max_logit_diff(model: nn.Module, session, clips: Sequence[torch.Tensor], mod
     """max |ORT - eager| over the logits of ``clips`` (each (B, C, T, H, W)); the eager side is the model as it
     runs in PyTorch (the packed IA-RED² path), not the exported wrapper."""
     model.eval()
-    saved = getattr(model, "mode", None)
     if mode and isinstance(model, IAREDTimeSformer):
-        model.mode = mode
-    try:
-        with torch.no_grad():
-            diffs = [float(np.abs(session.run(None, {"clip": c.numpy()})[0] - model(c).numpy()).max()) for c in clips]
-    finally:
-        if saved is not None:
-            model.mode = saved
+        model = PolicyBound(model, model.policy_for([mode] * model.num_groups))
+    with torch.no_grad():
+        diffs = [float(np.abs(session.run(None, {"clip": c.numpy()})[0] - model(c).numpy()).max()) for c in clips]
     return max(diffs)
 
 

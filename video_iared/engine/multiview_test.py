@@ -35,6 +35,7 @@ from video_iared.engine.results import write_predictions
 from video_iared.engine.train_iared import apply_calibration
 from video_iared.profiling.flops import log_model_info, model_gflops
 from video_iared.pruning.cost import clip_gflops, cost_report, fvcore_sample_lines
+from video_iared.pruning.decisions import PruningDecisions, unwrap
 from video_iared.pruning.exact_cost import forward_gflops
 from video_iared.utils.precision import float32_weights
 from video_iared.utils.precision import matmul_weights_in, maybe_compile
@@ -48,11 +49,13 @@ class NoVideoEvaluatedError(RuntimeError):
 
 @dataclass
 class ChunkOutput:
-    """What the model gives for a chunk of n views: logits (n, K); optionally GFLOPs (n,) and keep rates (n, G)."""
+    """What the model gives for a chunk of n views: logits (n, K); optionally GFLOPs (n,), keep rates (n, G) and
+    the forward's decisions (an IA-RED² model's ``PruningDecisions``)."""
 
     logits: torch.Tensor
     gflops: Optional[torch.Tensor] = None
     keep_rates: Optional[torch.Tensor] = None
+    decisions: Optional[PruningDecisions] = None
 
 
 # forward_fn(model, views (n, C, T, H, W)) -> ChunkOutput
@@ -245,17 +248,17 @@ class IAREDForward:
         self.sample: List[Tuple[float, float]] = []
 
     def __call__(self, model: nn.Module, views: torch.Tensor) -> ChunkOutput:
-        logits = model(views)
-        bare = getattr(model, "_orig_mod", model)  # under TEST.COMPILE: the module itself, for state and tracing
-        keep = bare.last_keep_rates.detach().clone()
+        logits, decisions = model(views, return_decisions=True)
+        bare = unwrap(model)  # under TEST.COMPILE: the module itself, for tracing
+        keep = decisions.keep_rates
         if self.gflops_fn is not None:
-            return ChunkOutput(logits, _traced(self.gflops_fn, bare, views), keep)
-        gflops = forward_gflops(bare, views.shape)  # (n,) on the device: no host read, no trace
+            return ChunkOutput(logits, _traced(self.gflops_fn, bare, views), keep, decisions)
+        gflops = forward_gflops(bare, decisions, views.shape)  # (n,) on the device: no host read, no trace
         need = self.fvcore_sample - len(self.sample)
         if need > 0:
             traced = _traced(clip_gflops, bare, views[:need])
             self.sample += list(zip(gflops[:need].tolist(), traced.tolist()))
-        return ChunkOutput(logits, gflops, keep)
+        return ChunkOutput(logits, gflops, keep, decisions)
 
 
 def _traced(fn: GFlopsFn, model: nn.Module, views: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ from video_iared.engine.stats import StatsWriter
 from video_iared.engine.train import arch_from_cfg, reduce_epoch_summary, train_one_epoch, wrap_ddp
 from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
 from video_iared.pruning.cost import dense_gflops
-from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policies
+from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policy
+from video_iared.pruning.decisions import PolicyBound
 from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e
-    model.threshold = cal.threshold
+    model.set_operating_point(threshold=cal.threshold)
     logger.info("IA-RED² threshold calibrated after the %s: %.4f for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
                 "val top-1 %.2f%% on %d clips, %d points, %.1f s", after, cal.threshold, cal.chosen.cost_fraction,
                 ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried), time.perf_counter() - t0)
@@ -199,12 +200,12 @@ def calibrated_threshold(checkpoint: str, target: float) -> dict:
 
 
 def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str = "") -> None:
-    """With IARED.TARGET_COST > 0, set ``model.threshold`` to the one ``checkpoint`` was calibrated to (the
+    """With IARED.TARGET_COST > 0, set ``model``'s threshold to the one ``checkpoint`` was calibrated to (the
     test, predict and explanation tools all evaluate the model at its calibrated operating point)."""
     if not (cfg.IARED.ENABLE and cfg.IARED.TARGET_COST > 0):
         return
     rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST)
-    model.threshold = float(rec["threshold"])
+    model.set_operating_point(threshold=float(rec["threshold"]))
     logger.info("%sIA-RED² threshold %.4f from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
                 "top-1 %.2f%%)", tag, model.threshold, rec["target_cost"], rec["cost_fraction"], rec["top1"])
 
@@ -216,42 +217,39 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     ia = cfg.IARED
     normalize = build_normalizer(cfg)
     set_stage(model, FINETUNE)
-    model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
+    # the inference policy in train mode too (the groups would sample otherwise)
+    pruned: nn.Module = PolicyBound(model, stage_policy(model, FINETUNE, ia.MODE, sample=False))
     s = cfg.SOLVER
     optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, ia.FINETUNE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
     dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
     scaler = make_scaler(device, dtype)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
-    student: nn.Module = model
+    student: nn.Module = pruned
     if ia.FINETUNE_DISTILL > 0:
-        student = StudentWithTeacher(model, dense_teacher(model))
+        student = StudentWithTeacher(pruned, dense_teacher(model))
         loss_fn = DistillationLoss(student, loss_fn, ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
         logger.info("IA-RED² finetune: distillation from the dense model, weight %.2f, temperature %.1f",
                     ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
     net = wrap_ddp(student, info, find_unused=True)
     epochs = ia.FINETUNE_EPOCHS
     lr_fn = lambda e: lr_at_epoch(e, "cosine", ia.FINETUNE_LR, epochs)  # noqa: E731
-    try:
-        for epoch in range(epochs):
-            torch.manual_seed(cfg.RNG_SEED + FINETUNE_EPOCH_OFFSET + epoch)
-            set_loader_epoch(train_loader, FINETUNE_EPOCH_OFFSET + epoch)
-            summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                      cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD,
-                                      normalizer=normalize)
-            model.group_policy = None
-            if info.distributed:
-                reduce_epoch_summary(summary, device)
-            val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype,
-                                    normalize)
-            model.group_policy = stage_policies(FINETUNE, model.num_groups, ia.MODE, sample=False)
-            logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
-                        epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),
-                        _fmt(val.get("keep_rates_threshold", [])))
-            # train figures as train_one_epoch names them; the val split's with a val_ prefix (both have "clips")
-            stats.write({"stage": "iared_finetune", "epoch": epoch + 1, **summary,
-                         **{f"val_{k}": v for k, v in val.items()}})
-            if info.is_main:
-                path = os.path.join(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR), f"iared_finetune_epoch_{epoch + 1:05d}.pyth")
-                ckpt_io.save_checkpoint(path, model, epoch + 1, optimizer, scaler, cfg.dump(), arch)
-    finally:
-        model.group_policy = None
+    for epoch in range(epochs):
+        torch.manual_seed(cfg.RNG_SEED + FINETUNE_EPOCH_OFFSET + epoch)
+        set_loader_epoch(train_loader, FINETUNE_EPOCH_OFFSET + epoch)
+        summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
+                                  cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD,
+                                  normalizer=normalize)
+        if info.distributed:
+            reduce_epoch_summary(summary, device)
+        val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype,
+                                normalize)
+        logger.info("IA-RED² finetune epoch %d/%d: loss %.4f, train top-1 %.2f%% | val top-1 %.2f%%, keep %s",
+                    epoch + 1, epochs, summary["loss"], summary["top1"], val.get("top1_threshold", -1),
+                    _fmt(val.get("keep_rates_threshold", [])))
+        # train figures as train_one_epoch names them; the val split's with a val_ prefix (both have "clips")
+        stats.write({"stage": "iared_finetune", "epoch": epoch + 1, **summary,
+                     **{f"val_{k}": v for k, v in val.items()}})
+        if info.is_main:
+            path = os.path.join(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR), f"iared_finetune_epoch_{epoch + 1:05d}.pyth")
+            ckpt_io.save_checkpoint(path, model, epoch + 1, optimizer, scaler, cfg.dump(), arch)
+

@@ -47,7 +47,6 @@ from torch import nn
 
 from video_iared.models.timesformer import TimeSformer
 from video_iared.models.token_grid import TokenGrid
-from video_iared.pruning.policy import decide
 
 METHODS = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
 INTERPRETER_METHODS = ("interpreter", "interpreter_g0", "kept")
@@ -119,39 +118,26 @@ class InterpreterOutput:
 
 @torch.no_grad()
 def interpreter_maps(model: nn.Module, clips: torch.Tensor) -> InterpreterOutput:
-    """Run the IA-RED² model's own (pruned) inference on clips (B, C, T, H, W); its maps per group.
-
-    Reads ``model.last_probs`` (per group (B, N) keep probabilities, 0 for dead tokens) and rebuilds the
-    kept sets with the model's own policies and ``video_iared.pruning.policy.decide`` — deterministic at
-    inference (threshold / keep_ratio) — so nothing of the model is modified.
-    """
+    """Run the IA-RED² model's own (pruned) inference on clips (B, C, T, H, W); its maps per group, from the
+    decisions the forward returns (keep probabilities, 0 for dead tokens, and kept sets): nothing of the model
+    is modified."""
     if not hasattr(model, "interpreters"):
         raise TypeError(f"{type(model).__name__} has no interpreters: interpreter maps need an IA-RED² model")
     was_training = model.training
     model.eval()
     try:
-        policies = model.policies()
-        if "sample" in policies:
-            raise ValueError(f"interpreter maps need a deterministic policy, got {policies}")
-        logits = model(clips)
+        policy = model.default_policy()
+        if not policy.deterministic:
+            raise ValueError(f"interpreter maps need a deterministic policy, got {list(policy.groups)}")
+        logits, decisions = model(clips, policy=policy, return_decisions=True)
     finally:
         model.train(was_training)
     grid = grid_of(model, clips)
     B, N = clips.shape[0], grid.num_patches
-    alive = torch.ones(B, N, dtype=torch.bool, device=clips.device)
-    probs, kept, scored = [], [], []
-    for g, p in enumerate(model.last_probs):
-        if p is None:
-            p = torch.zeros(B, N, device=clips.device)
-            keep = alive.clone()
-            scored.append(False)
-        else:
-            keep = decide(p, alive, policies[g], model.threshold, model.keep_ratio[g])
-            scored.append(True)
-        probs.append(tokens_to_map(p.float(), grid))
-        kept.append(tokens_to_map(keep, grid))
-        alive = keep
-    return InterpreterOutput(logits, torch.stack(probs, 1), torch.stack(kept, 1), scored)
+    probs = [torch.zeros(B, N, device=clips.device) if p is None else p.float() for p in decisions.probs]
+    return InterpreterOutput(logits, torch.stack([tokens_to_map(p, grid) for p in probs], 1),
+                             torch.stack([tokens_to_map(k, grid) for k in decisions.keep_masks.unbind(1)], 1),
+                             [bool(r) for r in decisions.interpreted])
 
 
 # ----------------------------------------------------------------------------- attention capture

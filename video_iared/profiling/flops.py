@@ -67,33 +67,14 @@ def varlen_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 EXTRA_HANDLES = {"aten::scaled_dot_product_attention": sdpa_flop_jit, "video_iared::varlen_attention": varlen_flop_jit}
 
 
-# Per-forward tensors a model keeps as attributes (IA-RED² and the baselines): traced as extra outputs.
-SIDE_OUTPUTS = ("last_probs", "last_keep_rates", "last_keeps", "last_log_prob")
+class WithDecisions(nn.Module):
+    """``model``'s logits followed by the tensors of its decisions, for tracing.
 
-
-def _side_tensors(model: nn.Module) -> List[torch.Tensor]:
-    """The tensors of ``SIDE_OUTPUTS`` set on ``model`` and on ``model.model`` (instance attributes, read by name).
-
-    ``model.model``: the convention of a wrapper that runs another model and keeps it as ``.model`` (a wrapper
-    that sets attributes or contexts around the wrapped forward): its side outputs live on the wrapped one.
-    """
-    found: List[torch.Tensor] = []
-    for m in (model, getattr(model, "model", None)):
-        if not isinstance(m, nn.Module):
-            continue
-        for name in SIDE_OUTPUTS:
-            value = m.__dict__.get(name)
-            values = value if isinstance(value, (list, tuple)) else [value]
-            found += [t for t in values if isinstance(t, torch.Tensor)]
-    return found
-
-
-class WithSideOutputs(nn.Module):
-    """``model``'s output followed by its side tensors (``SIDE_OUTPUTS``), for tracing.
-
-    The jit trace fvcore counts keeps only the ops the returned tensors depend on. Work whose result a model
-    only stores in an attribute would be dead code there and uncounted — e.g. an IA-RED² interpreter whose group
-    drops no token: its scores decide nothing that the logits depend on, yet it ran.
+    The jit trace fvcore counts keeps only the ops the returned tensors depend on. Work that only feeds a
+    model's decisions would be dead code there and uncounted — e.g. an IA-RED² interpreter whose group drops
+    no token: its scores decide nothing that the logits depend on, yet it ran. A model whose class sets
+    ``returns_decisions`` is called as ``model(x, return_decisions=True) -> (logits, decisions)`` and
+    ``decisions.traced_outputs()`` are returned beside the logits (``pruning.decisions``; read by that name).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -101,15 +82,17 @@ class WithSideOutputs(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor):
-        out = self.model(x)
-        return (out, *_side_tensors(self.model))
+        if not getattr(self.model, "returns_decisions", False):
+            return self.model(x)
+        out, decisions = self.model(x, return_decisions=True)
+        return (out, *decisions.traced_outputs())
 
 
 def flop_analysis(model: nn.Module, clip: torch.Tensor) -> FlopCountAnalysis:
     """An fvcore ``FlopCountAnalysis`` of ``model(clip)`` with our handles and without fvcore's warnings; the
-    model is traced through ``WithSideOutputs``, so work that only feeds its stored statistics is counted too
+    model is traced through ``WithDecisions``, so work that only feeds its decisions is counted too
     (module names in ``by_module`` carry a ``model.`` prefix)."""
-    analysis = FlopCountAnalysis(WithSideOutputs(model), (clip,))
+    analysis = FlopCountAnalysis(WithDecisions(model), (clip,))
     for name, handle in EXTRA_HANDLES.items():
         analysis.set_op_handle(name, handle)
     analysis.unsupported_ops_warnings(False)

@@ -21,6 +21,7 @@ from torch import nn
 
 from video_iared.data.device_normalize import as_normalizer
 from video_iared.pruning.cost import clip_gflops
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy
 from video_iared.pruning.exact_cost import forward_gflops
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,11 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
     float32) — the test stage's precision, so the threshold is calibrated on the decisions the test will make.
     ``normalizer``: applied to the clips on ``device`` (uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
     normalize = as_normalizer(normalizer)
-    policies = model.policies() if model.group_policy is None else list(model.group_policy)
-    if model.mode != "threshold" or model.group_policy is not None or model.active_groups != model.num_groups:
-        raise ValueError(f"threshold calibration needs every group on the threshold policy (mode {model.mode!r}, "
-                         f"group_policy {model.group_policy}, active groups {model.active_groups} of "
-                         f"{model.num_groups}: policies {policies})")
-    saved, was_training = model.threshold, model.training
-    model.threshold = float(threshold)
+    if model.mode != "threshold":
+        raise ValueError(f"threshold calibration needs the model in threshold mode, not {model.mode!r}")
+    policy = PruningPolicy.uniform("threshold", model.num_groups, threshold, model.keep_ratio)
+    bound = PolicyBound(model, policy)
+    was_training = model.training
     model.eval()
     sums = torch.zeros(3 + model.num_groups, dtype=torch.float64, device=device)  # gflops, correct, clips, keeps
     sample: List[torch.Tensor] = []  # (n, 2): trace-free, fvcore
@@ -91,16 +90,15 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
             x = normalize(batch["clip"].to(device, non_blocking=True))
             y = torch.as_tensor(batch["label"]).to(device)
             with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(x)
+                logits, decisions = model(x, policy=policy, return_decisions=True)
             correct = (logits.argmax(1) == y).sum().double()
-            keep = model.last_keep_rates.sum(0).double()
-            gflops = forward_gflops(model, x.shape)  # (n,): the kept sets of this forward, on the device
+            keep = decisions.keep_rates.sum(0).double()
+            gflops = forward_gflops(model, decisions, x.shape)  # (n,): the kept sets of this forward, on the device
             sums += torch.cat([torch.stack([gflops.sum(), correct, correct.new_tensor(x.shape[0])]), keep])
             need = fvcore_sample - sum(len(s) for s in sample)
             if need > 0:
-                sample.append(torch.stack([gflops[:need].cpu(), clip_gflops(model, x[:need])], 1))
+                sample.append(torch.stack([gflops[:need].cpu(), clip_gflops(bound, x[:need])], 1))
     finally:
-        model.threshold = saved
         model.train(was_training)
     if sample:
         both = torch.cat(sample).mean(0)
@@ -128,8 +126,8 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
     uint8 with DATA.NORMALIZE_ON_DEVICE, 308 MB for 256 TimeSformer-B 8x224 clips; float32 four times that), so
     a point costs one forward pass over them, not a decode.
 
-    Raises :class:`CalibrationError` when even threshold 0.999 costs more than the budget. The model's
-    ``threshold`` is left unchanged: the caller applies ``result.threshold``.
+    Raises :class:`CalibrationError` when even threshold 0.999 costs more than the budget. The model is left
+    unchanged: the caller applies ``result.threshold`` (``model.set_operating_point``).
     """
     if not 0.0 < target < 1.0:
         raise ValueError(f"target cost fraction must be in (0, 1), got {target}")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from video_iared.profiling.flops import model_gflops
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy
 
 
 def analytic_fraction(keep_rates: torch.Tensor, groups: Sequence[int]) -> torch.Tensor:
@@ -30,13 +31,9 @@ def clip_gflops(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
     """fvcore GFLOPs (GMACs) of each clip of ``views`` (n, C, T, H, W), traced one clip at a time: (n,).
 
     Slow (one forward through the JIT tracer per clip): the reference ``exact_cost.forward_gflops`` equals,
-    run on a sample. The model's ``last_keep_rates`` is restored afterwards to what the caller's forward left.
+    run on a sample. ``model`` runs with the policy it is given (a ``PolicyBound`` fixes one).
     """
-    saved = getattr(model, "last_keep_rates", None)
-    out = torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views], dtype=torch.float64)
-    if saved is not None:
-        model.last_keep_rates = saved
-    return out
+    return torch.tensor([model_gflops(model, v.unsqueeze(0)) for v in views], dtype=torch.float64)
 
 
 def summarize_costs(gflops: Sequence[float], keep_rates: Sequence[Sequence[float]], groups: Sequence[int],
@@ -80,13 +77,7 @@ def dense_gflops(model: nn.Module, clip: torch.Tensor) -> float:
     """fvcore GFLOPs of the dense backbone inside an IA-RED² model (clip (1, C, T, H, W)): every token kept, no
     interpreter run, on the masked path, whose ops are the dense TimeSformer's (the packed path with every
     token kept is a little cheaper: it runs norm1/qkv once for the CLS instead of once per frame copy)."""
-    saved = model.group_policy, model.execution
-    model.group_policy = ["all"] * model.num_groups
-    model.execution = "masked"
-    try:
-        return model_gflops(model, clip)
-    finally:
-        model.group_policy, model.execution = saved
+    return model_gflops(PolicyBound(model, PruningPolicy.dense(model.num_groups)), clip)
 
 
 def cost_report(records: Sequence[Dict], model: nn.Module, clip: torch.Tensor) -> Tuple[Dict[str, object], List[str]]:

@@ -16,6 +16,7 @@ from torch import nn
 
 from video_iared.data.device_normalize import as_normalizer
 from video_iared.pruning.calibrate import ReduceFn  # element-wise sum over processes
+from video_iared.pruning.decisions import PruningPolicy
 from video_iared.pruning.rewards import compute_baseline, compute_reward, kept_fraction, policy_loss
 
 Stage = Union[int, str]
@@ -37,20 +38,24 @@ def stage_policies(stage: Stage, num_groups: int, mode: str, sample: bool) -> Li
     return [mode] * s + ["sample" if sample else mode] + ["all"] * (num_groups - s - 1)
 
 
+def stage_policy(model: nn.Module, stage: Stage, mode: str, sample: bool) -> PruningPolicy:
+    """The ``PruningPolicy`` of ``model`` at ``stage`` (``stage_policies`` with the model's threshold and ratios)."""
+    return model.policy_for(stage_policies(stage, model.num_groups, mode, sample))
+
+
 def set_stage(model: nn.Module, stage: Stage) -> List[str]:
-    """Freeze / unfreeze for ``stage`` (requires_grad), set ``model.active_groups``; returns trainable names."""
+    """Freeze / unfreeze for ``stage`` (requires_grad); returns the trainable parameters' names. The stage's
+    policies are passed to each forward (``stage_policy``)."""
     G = model.num_groups
     if stage == FINETUNE:
         for name, p in model.named_parameters():
             p.requires_grad_(not name.startswith("interpreters."))
-        model.active_groups = G
     else:
         s = int(stage)
         if not 0 <= s < G:
             raise ValueError(f"curriculum stage {stage} is not in 0..{G - 1} or {FINETUNE!r}")
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith(f"interpreters.{s}."))
-        model.active_groups = s + 1
     return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
@@ -87,21 +92,18 @@ def reinforce_step(
     ``dtype``: the forwards' autocast dtype (None: float32); the policy loss is computed in float32.
     """
     model.eval()
-    G = model.num_groups
-    model.group_policy = stage_policies(stage, G, mode, sample=True)
     with _autocast(clips.device, dtype):
-        logits = model(clips)
+        logits, decisions = model(clips, policy=stage_policy(model, stage, mode, True), return_decisions=True)
     correct = logits.detach().argmax(1) == labels
-    rates = model.last_keep_rates.float()
-    logp = model.last_log_prob.float()  # kept before the greedy forward overwrites it
+    rates = decisions.keep_rates.float()
+    logp = decisions.log_prob.float()
     reward = compute_reward(correct, kept_fraction(rates, model.groups), tau)
     greedy = None
     if baseline == "greedy":
-        model.group_policy = stage_policies(stage, G, mode, sample=False)
         with torch.no_grad(), _autocast(clips.device, dtype):
-            g_logits = model(clips)
-        greedy = compute_reward(g_logits.argmax(1) == labels,
-                                kept_fraction(model.last_keep_rates.float(), model.groups), tau)
+            g_logits, g_dec = model(clips, policy=stage_policy(model, stage, mode, False), return_decisions=True)
+        greedy = compute_reward(g_logits.argmax(1) == labels, kept_fraction(g_dec.keep_rates.float(), model.groups),
+                                tau)
     b = compute_baseline(reward, baseline, greedy)
     loss = policy_loss(reward, b, logp)
     optimizer.zero_grad(set_to_none=True)
@@ -109,7 +111,6 @@ def reinforce_step(
     params = [p for g in optimizer.param_groups for p in g["params"]]
     _all_reduce_grads(params)
     optimizer.step()
-    model.group_policy = None
     return {
         "loss": float(loss.detach()),
         "reward": float(reward.mean()),
@@ -191,21 +192,20 @@ def evaluate_policies(model: nn.Module, loader, device: torch.device, stage: Sta
         n = correct = 0
         reward_sum = 0.0
         keep_sum = torch.zeros(G, dtype=torch.float64)
-        model.group_policy = stage_policies(stage, G, mode, sample)
+        policy = stage_policy(model, stage, mode, sample)
         for batch in loader:
             if batch.get("clip") is None:
                 continue
             x = normalize(batch["clip"].to(device, non_blocking=True))
             y = torch.as_tensor(batch["label"]).to(device)
             with _autocast(device, dtype):
-                logits = model(x)
+                logits, decisions = model(x, policy=policy, return_decisions=True)
             ok = logits.argmax(1) == y
-            rates = model.last_keep_rates.float()
+            rates = decisions.keep_rates.float()
             reward_sum += float(compute_reward(ok, kept_fraction(rates, model.groups), tau).sum())
             keep_sum += rates.sum(0).cpu().double()
             correct += int(ok.sum())
             n += y.shape[0]
-        model.group_policy = None
         if reduce_fn is not None:
             n, correct, reward_sum, *keep = reduce_fn([n, correct, reward_sum, *keep_sum.tolist()])
             n, correct, keep_sum = int(n), int(correct), torch.tensor(keep, dtype=torch.float64)

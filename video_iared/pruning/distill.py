@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy
+
 
 class StudentWithTeacher(nn.Module):
     """The pruned student and a frozen copy of the teacher in one module for the engine's training loop.
@@ -52,15 +54,9 @@ class StudentWithTeacher(nn.Module):
 
 
 def dense_teacher(model: nn.Module) -> nn.Module:
-    """A frozen copy of an IA-RED² model that keeps every token (``group_policy`` "all"): the dense backbone."""
-    # the last forward's statistics may hold a graph (last_log_prob), which deepcopy refuses: not copied
-    per_forward = ("last_log_prob", "last_probs", "last_keep_rates")
-    stats = {k: model.__dict__.pop(k) for k in per_forward if k in model.__dict__}
-    try:
-        teacher = copy.deepcopy(model)
-    finally:
-        model.__dict__.update(stats)
-    teacher.group_policy = ["all"] * teacher.num_groups
+    """A frozen copy of an IA-RED² model that keeps every token (policy "all" in every group): the dense
+    backbone, as a ``PolicyBound`` (the copy is its ``.model``), in eval mode."""
+    teacher = PolicyBound(copy.deepcopy(model), PruningPolicy.uniform("all", model.num_groups))
     return teacher.eval()
 
 

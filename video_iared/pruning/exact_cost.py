@@ -30,12 +30,14 @@ batch (no per-clip loop, no host read); results are int64 MACs per clip.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence, Tuple
 
 import torch
 from torch import nn
 
+from video_iared.pruning.decisions import PruningDecisions, unwrap
 from video_iared.pruning.token_ops import LENGTH_MULTIPLE, PAD_FROM, RUNS_FROM
 from video_iared.pruning.varlen import resolve_backend
 
@@ -71,7 +73,7 @@ class CostArch:
 
 def arch_of(model: nn.Module) -> CostArch:
     """The :class:`CostArch` of an ``IAREDTimeSformer`` (or a dense ``TimeSformer``: one group, no interpreter)."""
-    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper
+    model = unwrap(model)  # torch.compile, PolicyBound
     pe = model.patch_embed
     conv1 = getattr(pe, "conv1", None)
     interps = getattr(model, "interpreters", None)
@@ -242,13 +244,12 @@ def pruned_macs(arch: CostArch, keep_masks: torch.Tensor, interpreted: Sequence[
     return body + interp.sum(1) + stem_macs(arch, T, H, W) + head_macs(arch)
 
 
-def forward_gflops(model: nn.Module, clip_shape: Sequence[int]) -> torch.Tensor:
-    """fvcore GFLOPs (GMACs) of each clip of the IA-RED² ``model``'s last forward, from the kept sets it left
-    (``last_keep_masks``, ``last_interpreted``); ``clip_shape`` (B, C, T, H, W) of that forward -> (B,) float64
-    on the model's device. Equal to ``clip_gflops`` (one fvcore trace per clip) without tracing."""
-    bare = getattr(model, "_orig_mod", model)
-    masks, ran = getattr(bare, "last_keep_masks", None), getattr(bare, "last_interpreted", None)
-    if masks is None or ran is None:
-        raise ValueError("forward_gflops needs an IA-RED² model after a forward (no last_keep_masks)")
+def forward_gflops(model: nn.Module, decisions: PruningDecisions, clip_shape: Sequence[int]) -> torch.Tensor:
+    """fvcore GFLOPs (GMACs) of each clip of a forward of the IA-RED² ``model``, from the ``decisions`` it returned
+    (kept sets, which interpreters ran, the execution); ``clip_shape`` (B, C, T, H, W) of that forward -> (B,)
+    float64 on the model's device. Equal to ``clip_gflops`` (one fvcore trace per clip) without tracing."""
+    arch = arch_of(model)
+    if decisions.policy.execution is not None:
+        arch = dataclasses.replace(arch, execution=decisions.policy.execution)
     T, H, W = (int(v) for v in clip_shape[2:])
-    return pruned_macs(arch_of(bare), masks, ran, T, H, W).to(torch.float64) / 1e9
+    return pruned_macs(arch, decisions.keep_masks, decisions.interpreted, T, H, W).to(torch.float64) / 1e9

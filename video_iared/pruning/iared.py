@@ -13,19 +13,18 @@ batch with the layout built on the device: no host read per forward in keep_rati
 from the ratios: ``torch.nonzero_static``), one per interpreting group otherwise (the group's kept count);
 "auto": varlen on CUDA, ``varlen.AUTO_CPU_BACKEND`` on the CPU.
 
-Policies per group (``policies()``): "sample" (Bernoulli, training), "threshold" (p > threshold),
-"keep_ratio" (top-k budget), "all" (keep every alive token: the groups after the current curriculum step).
-
-After each forward the model holds, for the clips of that batch:
-``last_keep_rates`` (B, G): kept patches / all patches after each group's decision;
-``last_log_prob`` (B,): sum of log pi over the sampled decisions (0 where no group sampled);
-``last_probs``: per group, the keep probabilities (B, N) in (h w t) order (detached; 0 for dead tokens);
-``last_keep_masks`` (B, G, N) bool: the tokens alive after each group's decision, (h w t) order;
-``last_interpreted`` (G,) bool: whether each group's interpreter ran (``pruning.exact_cost`` reads both).
+Steering and reporting (``pruning.decisions``): ``forward(x, policy=None, keep_masks=None,
+return_decisions=False)``. ``policy`` (a ``PruningPolicy``: per group "sample" (Bernoulli, training),
+"threshold" (p > threshold), "keep_ratio" (top-k budget) or "all" (keep every alive token: no interpreter run),
+the threshold, the ratios, the execution) defaults to the model's operating point, ``default_policy()``: every
+group samples in train mode and uses ``mode`` in eval mode. ``set_operating_point`` changes that operating point
+(the calibrated threshold). With ``return_decisions`` the forward returns ``(logits, PruningDecisions)``: keep
+masks, keep rates, probabilities, which interpreters ran, the log-probability of the sampled decisions.
+The model keeps no per-forward state.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -35,16 +34,18 @@ from video_iared.models.token_grid import TokenGrid
 from video_iared.pruning.interpreter import Interpreter
 from video_iared.pruning.masked import masked_block_forward
 from video_iared.pruning.packed_block import packed_block_forward
-from video_iared.pruning.policy import POLICIES, decide, log_prob
+from video_iared.pruning.decisions import EXECUTIONS, PruningDecisions, PruningPolicy
+from video_iared.pruning.policy import decide, log_prob
 from video_iared.pruning.token_ops import PackedLayout
 from video_iared.pruning.varlen import ATTENTION_BACKENDS, resolve_backend
 
-EXECUTIONS = ("packed", "masked")
 MODES = ("threshold", "keep_ratio")
 
 
 class IAREDTimeSformer(TimeSformer):
     """TimeSformer with an interpreter in front of every block group; input (B, C, T, H, W) -> (B, K)."""
+
+    returns_decisions = True  # forward(..., return_decisions=True) -> (logits, PruningDecisions)
 
     def __init__(
         self,
@@ -68,11 +69,9 @@ class IAREDTimeSformer(TimeSformer):
         if execution not in EXECUTIONS:
             raise ValueError(f"execution {execution!r} is not one of {EXECUTIONS}")
         self.groups = groups
-        self.threshold = float(threshold)
-        self.mode = mode
-        self.keep_ratio = [float(r) for r in (keep_ratio if keep_ratio is not None else [1.0] * len(groups))]
-        if len(self.keep_ratio) != len(groups):
-            raise ValueError(f"keep_ratio needs one ratio per group ({len(groups)}), got {self.keep_ratio}")
+        self.threshold, self.mode, self.keep_ratio = float(threshold), mode, [1.0] * len(groups)
+        if keep_ratio is not None:
+            self.set_operating_point(keep_ratio=keep_ratio)
         if attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend {attention_backend!r} is not one of {ATTENTION_BACKENDS}")
         self.execution = execution
@@ -80,29 +79,31 @@ class IAREDTimeSformer(TimeSformer):
         self.interpreters = nn.ModuleList(
             Interpreter(self.embed_dim, interp_heads, interp_head_dim, init_keep_prob=init_keep_prob) for _ in groups
         )
-        # Curriculum state: groups >= active_groups keep every alive token. ``group_policy`` overrides the
-        # per-group policies entirely (e.g. earlier groups thresholded while the current one samples).
-        self.active_groups = len(groups)
-        self.group_policy: Optional[List[str]] = None
-        self.last_keep_rates: Optional[torch.Tensor] = None
-        self.last_log_prob: Optional[torch.Tensor] = None
-        self.last_probs: List[Optional[torch.Tensor]] = []
-        self.last_keep_masks: Optional[torch.Tensor] = None
-        self.last_interpreted: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ policies
     @property
     def num_groups(self) -> int:
         return len(self.groups)
 
-    def policies(self) -> List[str]:
-        """The policy of every group for the next forward (see the module docstring)."""
-        if self.group_policy is not None:
-            if len(self.group_policy) != self.num_groups or any(p not in POLICIES for p in self.group_policy):
-                raise ValueError(f"group_policy {self.group_policy} needs {self.num_groups} entries of {POLICIES}")
-            return list(self.group_policy)
-        act = "sample" if self.training else self.mode
-        return [act if g < self.active_groups else "all" for g in range(self.num_groups)]
+    def set_operating_point(self, threshold: Optional[float] = None, mode: Optional[str] = None,
+                            keep_ratio: Optional[Sequence[float]] = None) -> None:
+        """The inference decisions of ``default_policy`` (e.g. the threshold calibrated to a cost budget)."""
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode {mode!r} is not one of {MODES}")
+        ratios = self.keep_ratio if keep_ratio is None else [float(r) for r in keep_ratio]
+        if len(ratios) != self.num_groups:
+            raise ValueError(f"keep_ratio needs one ratio per group ({self.num_groups}), got {ratios}")
+        self.threshold = self.threshold if threshold is None else float(threshold)
+        self.mode = self.mode if mode is None else mode
+        self.keep_ratio = ratios
+
+    def policy_for(self, groups: Sequence[str]) -> PruningPolicy:
+        """``groups`` (one policy name per group) with this model's threshold and keep ratios."""
+        return PruningPolicy(tuple(groups), self.threshold, tuple(self.keep_ratio))
+
+    def default_policy(self) -> PruningPolicy:
+        """The policy of a forward given none: every group samples in train mode, uses ``mode`` in eval mode."""
+        return self.policy_for(["sample" if self.training else self.mode] * self.num_groups)
 
     def arch(self):
         a = dict(super().arch())
@@ -135,15 +136,20 @@ class IAREDTimeSformer(TimeSformer):
         return t.reshape(B, grid.T, grid.spatial).transpose(1, 2).reshape(B, grid.num_patches)
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, keep_masks: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
-        """Clip (B, C, T, H, W) -> logits (B, K).
+    def forward(self, x: torch.Tensor, policy: Optional[PruningPolicy] = None,
+                keep_masks: Optional[Sequence[torch.Tensor]] = None,
+                return_decisions: bool = False) -> Union[torch.Tensor, Tuple[torch.Tensor, PruningDecisions]]:
+        """Clip (B, C, T, H, W) -> logits (B, K), or ``(logits, PruningDecisions)`` with ``return_decisions``.
 
-        ``keep_masks`` (optional, tests and analysis): one (B, T*H*W) bool mask per group, in (h w t) order,
-        used instead of the interpreters' decisions (intersected with the alive tokens).
+        ``policy``: see the module docstring (None: ``default_policy()``). ``keep_masks`` (optional, tests and
+        analysis): one (B, T*H*W) bool mask per group, in (h w t) order, used instead of the interpreters'
+        decisions (intersected with the alive tokens; every interpreter runs).
         """
+        policy = self.default_policy() if policy is None else policy
+        if len(policy.groups) != self.num_groups:
+            raise ValueError(f"policy {list(policy.groups)} needs one entry per group ({self.num_groups})")
         tokens, grid = self.embed(x)
         B = x.shape[0]
-        policies = self.policies()
         decide_fn: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
         if keep_masks is not None:
             if len(keep_masks) != self.num_groups:
@@ -151,21 +157,26 @@ class IAREDTimeSformer(TimeSformer):
             decide_fn = lambda g, probs, alive: self._keep_to_units(keep_masks[g].bool(), grid) & alive  # noqa: E731
         else:
             decide_fn = lambda g, probs, alive: decide(  # noqa: E731
-                probs, alive, policies[g], self.threshold, self.keep_ratio[g]
+                probs, alive, policy.groups[g], policy.threshold, policy.keep_ratio[g]
             )
         unit_grid, unit_attn, per_clip = self._units(grid)
-        runner = self._run_packed if self.execution == "packed" else self._run_masked
-        cls, keep_rates, logp, probs, keeps = runner(tokens, unit_grid, unit_attn, policies, decide_fn,
+        runner = self._run_packed if (policy.execution or self.execution) == "packed" else self._run_masked
+        cls, keep_rates, logp, probs, keeps = runner(tokens, unit_grid, unit_attn, policy, decide_fn,
                                                      explicit=keep_masks is not None)
+        logits = self.forward_head(cls.unsqueeze(1), grid)
+        if not return_decisions:
+            return logits
         # per-unit statistics -> per clip
-        self.last_keep_rates = keep_rates.reshape(B, per_clip, -1).mean(1).detach()
-        self.last_log_prob = logp.reshape(B, per_clip).sum(1)
-        self.last_probs = [None if p is None else self._units_to_clip(p.detach(), grid) for p in probs]
-        self.last_keep_masks = torch.stack([self._units_to_clip(k, grid) for k in keeps], 1)
-        self.last_interpreted = torch.tensor([p is not None for p in probs], dtype=torch.bool)
-        return self.forward_head(cls.unsqueeze(1), grid)
+        return logits, PruningDecisions(
+            keep_masks=torch.stack([self._units_to_clip(k, grid) for k in keeps], 1),
+            keep_rates=keep_rates.reshape(B, per_clip, -1).mean(1).detach(),
+            probs=[None if p is None else self._units_to_clip(p.detach(), grid) for p in probs],
+            interpreted=torch.tensor([p is not None for p in probs], dtype=torch.bool),
+            log_prob=logp.reshape(B, per_clip).sum(1),
+            policy=policy,
+        )
 
-    def _run_packed(self, tokens, grid, attn_type, policies, decide_fn, explicit):
+    def _run_packed(self, tokens, grid, attn_type, policy: PruningPolicy, decide_fn, explicit):
         units, N = tokens.shape[0], grid.num_patches
         backend = resolve_backend(self.attention_backend, tokens.device)
         varlen = backend == "varlen"
@@ -178,18 +189,18 @@ class IAREDTimeSformer(TimeSformer):
         logp = tokens.new_zeros(units)
         blk = 0
         for g, n_blocks in enumerate(self.groups):
-            compute = explicit or policies[g] != "all"  # an inactive group costs nothing
+            compute = explicit or policy.groups[g] != "all"  # an inactive group costs nothing
             probs = None
             if compute:  # scores of the packed (alive) rows, scattered onto the (units, N) grid
                 p = self.interpreters[g].forward_packed(x, layout)
                 probs = p.new_zeros(units, N)
                 probs[layout.patch_batch, layout.patch_index] = p  # autograd flows into p
             keep = decide_fn(g, probs, alive) if compute else alive.clone()
-            if compute and not explicit and policies[g] == "sample":
+            if compute and not explicit and policy.groups[g] == "sample":
                 logp = logp + log_prob(probs, keep, alive)
             if varlen and compute:
-                if not explicit and policies[g] == "keep_ratio" and known is not None:
-                    known = round(known * self.keep_ratio[g])  # topk_keep's round(alive * ratio), in float64
+                if not explicit and policy.groups[g] == "keep_ratio" and known is not None:
+                    known = round(known * policy.keep_ratio[g])  # topk_keep's round(alive * ratio), in float64
                     total = units * known
                 else:  # threshold / sample / explicit masks: the group's one host read
                     known, total = None, int(keep.sum())
@@ -205,17 +216,17 @@ class IAREDTimeSformer(TimeSformer):
             blk += n_blocks
         return x[:units], torch.stack(rates, 1), logp, probs_all, keeps
 
-    def _run_masked(self, tokens, grid, attn_type, policies, decide_fn, explicit):
+    def _run_masked(self, tokens, grid, attn_type, policy: PruningPolicy, decide_fn, explicit):
         units, N = tokens.shape[0], grid.num_patches
         alive = torch.ones(units, N, dtype=torch.bool, device=tokens.device)
         rates, probs_all, keeps = [], [], []
         logp = tokens.new_zeros(units)
         blk = 0
         for g, n_blocks in enumerate(self.groups):
-            compute = explicit or policies[g] != "all"
+            compute = explicit or policy.groups[g] != "all"
             probs = self.interpreters[g](tokens) * alive.to(tokens.dtype) if compute else None
             keep = decide_fn(g, probs, alive) if compute else alive.clone()
-            if compute and not explicit and policies[g] == "sample":
+            if compute and not explicit and policy.groups[g] == "sample":
                 logp = logp + log_prob(probs, keep, alive)
             alive = keep
             ones = torch.ones(units, 1, dtype=tokens.dtype, device=tokens.device)
