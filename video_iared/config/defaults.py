@@ -65,6 +65,11 @@ _C.SYNTHETIC.SIZE = [64, 64]  # generated frame height, width
 _C.SYNTHETIC.FPS = 16  # frame rate written into the files
 _C.SYNTHETIC.SEED = 0  # generator seed: same seed, same videos
 _C.SYNTHETIC.FORMAT = "kinetics"  # layout written: "kinetics" (mp4 + csv lists) | "ssv2" (webm + json)
+_C.SYNTHETIC.DISTRACTORS = [0, 0]  # [lo, hi] class-like distractors per video (single-tone, moving like a class)
+_C.SYNTHETIC.CAMERA_PAN = 0.0  # camera travel over a video, fraction of min(H, W) (0 = still camera)
+_C.SYNTHETIC.CAMERA_ZOOM = 0.0  # camera zoom changes by a factor of up to 1 + this over a video, in or out
+_C.SYNTHETIC.OCCLUDERS = 0  # bars passing in front of the target per video (the mask leaves them out)
+_C.SYNTHETIC.BACKGROUND = "smooth"  # "smooth" (muted noise) | "textured" (procedural patterns at several scales)
 
 # ----------------------------------------------------------------------------- DATA_LOADER
 _C.DATA_LOADER = CfgNode()

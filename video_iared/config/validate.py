@@ -175,6 +175,7 @@ def validate_config(cfg: CfgNode) -> None:
         )
         _require(len(syn.VIDEOS_PER_CLASS) == 3, "SYNTHETIC.VIDEOS_PER_CLASS", "needs [train, val, test] counts")
         _require(len(syn.SIZE) == 2, "SYNTHETIC.SIZE", "needs [height, width]")
+        _validate_synthetic_scene(syn)
     _require(cfg.BENCHMARK.NUM_ITERS >= 1, "BENCHMARK.NUM_ITERS", "must be >= 1")
     it = cfg.INTERP
     _require(0.0 < it.FG_FRACTION <= 1.0, "INTERP.FG_FRACTION", "must be in (0, 1]")
@@ -185,3 +186,15 @@ def validate_config(cfg: CfgNode) -> None:
     methods = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
     _require(len(it.METHODS) > 0 and all(m in methods for m in it.METHODS), "INTERP.METHODS",
              f"must be a non-empty list of {list(methods)}")
+
+
+def _validate_synthetic_scene(syn: CfgNode) -> None:
+    """The harder-scene keys of SYNTHETIC (limits as in synthetic/options.py, not imported: config is a leaf)."""
+    d = syn.DISTRACTORS
+    _require(len(d) == 2 and 0 <= d[0] <= d[1] <= 6, "SYNTHETIC.DISTRACTORS",
+             f"needs [lo, hi] with 0 <= lo <= hi <= 6, got {list(d)}")
+    _require(0.0 <= syn.CAMERA_PAN <= 1.0, "SYNTHETIC.CAMERA_PAN", f"must be in [0, 1], got {syn.CAMERA_PAN}")
+    _require(0.0 <= syn.CAMERA_ZOOM <= 1.0, "SYNTHETIC.CAMERA_ZOOM", f"must be in [0, 1], got {syn.CAMERA_ZOOM}")
+    _require(0 <= syn.OCCLUDERS <= 3, "SYNTHETIC.OCCLUDERS", f"must be in [0, 3], got {syn.OCCLUDERS}")
+    _require(syn.BACKGROUND in ("smooth", "textured"), "SYNTHETIC.BACKGROUND",
+             f"{syn.BACKGROUND!r} is not one of ['smooth', 'textured']")

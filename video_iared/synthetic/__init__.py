@@ -6,10 +6,12 @@ masks); ``ensure_synthetic_dataset(cfg)`` does so for a config when it is missin
 """
 from .classes import MAX_CLASSES, MOTION_CLASSES, MotionClass, get_classes, hflip_label
 from .ensure import ensure_synthetic_dataset, synthetic_settings
-from .generator import generate_synthetic, load_mask, read_meta, video_stem
-from .scenes import render_video
+from .generator import generate_from_settings, generate_synthetic, load_mask, read_meta, video_stem
+from .options import SceneOptions
+from .scenes import build_scene, render_video
 
 __all__ = [
     "MAX_CLASSES", "MOTION_CLASSES", "MotionClass", "get_classes", "hflip_label", "ensure_synthetic_dataset",
-    "synthetic_settings", "generate_synthetic", "load_mask", "read_meta", "video_stem", "render_video",
+    "synthetic_settings", "generate_from_settings", "generate_synthetic", "load_mask", "read_meta", "video_stem",
+    "SceneOptions", "build_scene", "render_video",
 ]

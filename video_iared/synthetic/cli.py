@@ -41,15 +41,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     from video_iared.config import ConfigError, load_config
 
     from .ensure import ensure_synthetic_dataset, synthetic_settings
-    from .generator import generate_synthetic, read_meta
+    from .generator import generate_from_settings, generate_synthetic, read_meta
 
     try:
         if args.cfg_file:
             cfg = load_config(args.cfg_file, args.opts)
             if args.force:
-                s = synthetic_settings(cfg)
-                generate_synthetic(cfg.DATA.PATH_TO_DATA_DIR, s["num_classes"], s["videos_per_class"],
-                                   s["num_frames"], s["size"], s["fps"], s["seed"], s["format"], args.workers)
+                generate_from_settings(cfg.DATA.PATH_TO_DATA_DIR, synthetic_settings(cfg), args.workers)
             out = ensure_synthetic_dataset(cfg, workers=args.workers)
         else:
             generate_synthetic(args.out, args.num_classes, args.videos_per_class, args.frames, args.size,

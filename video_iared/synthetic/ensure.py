@@ -7,7 +7,7 @@ import os
 
 from fvcore.common.config import CfgNode
 
-from .generator import generate_synthetic, read_meta, settings_dict
+from .generator import generate_from_settings, read_meta, settings_dict
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,9 @@ logger = logging.getLogger(__name__)
 def synthetic_settings(cfg: CfgNode) -> dict:
     """The generator settings a config asks for (the ``SYNTHETIC`` group), as meta.json stores them."""
     s = cfg.SYNTHETIC
-    return settings_dict(s.NUM_CLASSES, s.VIDEOS_PER_CLASS, s.NUM_FRAMES, s.SIZE, s.FPS, s.SEED, s.FORMAT)
+    scene = {"distractors": list(s.DISTRACTORS), "camera_pan": s.CAMERA_PAN, "camera_zoom": s.CAMERA_ZOOM,
+             "occluders": s.OCCLUDERS, "background": s.BACKGROUND}
+    return settings_dict(s.NUM_CLASSES, s.VIDEOS_PER_CLASS, s.NUM_FRAMES, s.SIZE, s.FPS, s.SEED, s.FORMAT, scene)
 
 
 def ensure_synthetic_dataset(cfg: CfgNode, workers: int = 0) -> str:
@@ -37,23 +39,24 @@ def ensure_synthetic_dataset(cfg: CfgNode, workers: int = 0) -> str:
     with open(os.path.abspath(data_dir).rstrip(os.sep) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         meta = read_meta(data_dir)
-        found = {k: meta.get(k) for k in wanted}
-        if found == wanted:
+        keys = list(wanted) + ([] if "scene" in wanted else ["scene"])  # a default scene: meta has no "scene"
+        found = {k: meta.get(k) for k in keys}
+        if found == {k: wanted.get(k) for k in keys}:
             logger.info("synthetic dataset in %s is up to date (%s)", data_dir, _describe(wanted))
             return data_dir
         if not meta:
             logger.info("synthetic dataset %s is missing: generating it (%s)", data_dir, _describe(wanted))
         else:
-            changed = [k for k in wanted if found[k] != wanted[k]]
-            logger.info("synthetic dataset %s was made with other settings (%s): regenerating it (%s)",
-                        data_dir, ", ".join(f"{k}: {found[k]} -> {wanted[k]}" for k in changed), _describe(wanted))
+            changed = [k for k in keys if found[k] != wanted.get(k)]
+            logger.info("synthetic dataset %s was made with other settings (%s): regenerating it (%s)", data_dir,
+                        ", ".join(f"{k}: {found[k]} -> {wanted.get(k)}" for k in changed), _describe(wanted))
         n = workers or max(1, min(2, os.cpu_count() or 1))
-        generate_synthetic(data_dir, wanted["num_classes"], wanted["videos_per_class"], wanted["num_frames"],
-                           wanted["size"], wanted["fps"], wanted["seed"], wanted["format"], workers=n)
+        generate_from_settings(data_dir, wanted, workers=n)
     return data_dir
 
 
 def _describe(s: dict) -> str:
     h, w = s["size"]
     return (f"{s['format']}, {s['num_classes']} classes, {s['videos_per_class']} videos per class, "
-            f"{s['num_frames']} frames of {h}x{w} at {s['fps']} fps, seed {s['seed']}")
+            f"{s['num_frames']} frames of {h}x{w} at {s['fps']} fps, seed {s['seed']}"
+            + (f", scene {s['scene']}" if "scene" in s else ""))

@@ -25,13 +25,14 @@ import os
 import shutil
 import sys
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from video_iared.utils.video_io import write_video
 
 from .classes import MOTION_CLASSES, get_classes, hflip_label, slug
+from .options import SceneOptions
 from .scenes import render_video
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,35 @@ SSV2_LABELS = "something-something-v2-labels.json"
 MAX_PER_CLASS = 10_000  # SSv2 ids are (split + 1) * 1e6 + label * 1e4 + k
 
 
+SCENE_DEFAULTS = {"distractors": [0, 0], "camera_pan": 0.0, "camera_zoom": 0.0, "occluders": 0,
+                  "background": "smooth"}  # the harder-scene options (options.py) that add nothing
+
+
 def settings_dict(num_classes: int, videos_per_class: Sequence[int], num_frames: int, size: Sequence[int],
-                  fps: int, seed: int, fmt: str) -> Dict:
-    """The settings that decide a dataset's content; meta.json stores them to tell whether DIR is up to date."""
-    return {"generator": GENERATOR, "version": VERSION, "num_classes": int(num_classes),
-            "videos_per_class": [int(v) for v in videos_per_class], "num_frames": int(num_frames),
-            "size": [int(s) for s in size], "fps": int(fps), "seed": int(seed), "format": str(fmt)}
+                  fps: int, seed: int, fmt: str, scene: Optional[Dict] = None) -> Dict:
+    """The settings that decide a dataset's content; meta.json stores them to tell whether DIR is up to date.
+
+    ``scene`` holds the harder-scene options (keys of SCENE_DEFAULTS); it is stored only when one of them is
+    not at its default, so a default dataset's meta.json is what it was before the options existed.
+    """
+    out = {"generator": GENERATOR, "version": VERSION, "num_classes": int(num_classes),
+           "videos_per_class": [int(v) for v in videos_per_class], "num_frames": int(num_frames),
+           "size": [int(s) for s in size], "fps": int(fps), "seed": int(seed), "format": str(fmt)}
+    scene = {**SCENE_DEFAULTS, **(scene or {})}
+    scene = {"distractors": [int(v) for v in scene["distractors"]], "camera_pan": float(scene["camera_pan"]),
+             "camera_zoom": float(scene["camera_zoom"]), "occluders": int(scene["occluders"]),
+             "background": str(scene["background"])}
+    if scene != SCENE_DEFAULTS:
+        out["scene"] = scene
+    return out
+
+
+def scene_options(settings: Dict) -> SceneOptions:
+    """The SceneOptions of a settings dict; class-like distractors move like the classes in use."""
+    s = {**SCENE_DEFAULTS, **settings.get("scene", {})}
+    motions = tuple(c.motion for c in get_classes(settings["num_classes"]))
+    return SceneOptions(tuple(s["distractors"]), motions, s["camera_pan"], s["camera_zoom"], s["occluders"],
+                        s["background"])
 
 
 def _check_settings(s: Dict) -> None:
@@ -68,6 +92,9 @@ def _check_settings(s: Dict) -> None:
         raise ValueError(f"synthetic benchmark: fps must be >= 1, got {s['fps']}")
     if s["format"] not in ("kinetics", "ssv2"):
         raise ValueError(f"synthetic benchmark: format must be 'kinetics' or 'ssv2', got {s['format']!r}")
+    if len(s.get("scene", {}).get("distractors", [0, 0])) != 2:
+        raise ValueError(f"synthetic benchmark: distractors must be [lo, hi], got {s['scene']['distractors']}")
+    scene_options(s).check()
 
 
 def video_stem(fmt: str, split: str, label: int, k: int) -> str:
@@ -79,8 +106,8 @@ def video_stem(fmt: str, split: str, label: int, k: int) -> str:
 
 def _make_one(job: Tuple) -> Dict:
     """Render, encode and save one video and its mask (runs in a pool worker)."""
-    root, stem, ext, entropy, label, num_frames, h, w, fps = job
-    frames, mask, info = render_video(entropy, MOTION_CLASSES[label].motion, num_frames, h, w)
+    root, stem, ext, entropy, label, num_frames, h, w, fps, options = job
+    frames, mask, info = render_video(entropy, MOTION_CLASSES[label].motion, num_frames, h, w, options)
     path = os.path.join(root, "videos", stem + ext)
     write_video(path, frames, fps=fps)
     np.save(os.path.join(root, "masks", stem + ".npy"), mask)
@@ -143,52 +170,22 @@ def _remove_stale_partials(out_dir: str) -> None:
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
-def generate_synthetic(
-    out_dir: str,
-    num_classes: int = 8,
-    videos_per_class: Sequence[int] = (24, 6, 10),
-    num_frames: int = 32,
-    size: Sequence[int] = (64, 64),
-    fps: int = 16,
-    seed: int = 0,
-    fmt: str = "kinetics",
-    workers: int = 1,
-) -> Dict:
-    """Generate the benchmark into ``out_dir`` (replacing an earlier synthetic dataset there) and return a summary.
-
-    Video ``k`` of class ``label`` in split ``s`` depends only on ``(seed, s, label, k)`` and the frame
-    settings, so asking for more videos or classes keeps the existing ones. ``size`` is (height, width).
-    The summary holds ``out_dir``, ``format``, ``videos`` (per split), ``class_names``, ``bytes``
-    (videos + masks + lists on disk), ``video_bytes``, ``seconds``, ``hflip_labels`` (label of each class's
-    mirror image, None if not in use) and ``coverage`` (foreground fraction of the frame: ``video_mean``
-    average, ``frame_min`` / ``frame_max`` over all frames, ``frames_in_5_20`` fraction of frames in range).
-    Raises ValueError for bad settings or when ``out_dir`` holds something that is not a synthetic dataset.
-    """
-    settings = settings_dict(num_classes, videos_per_class, num_frames, size, fps, seed, fmt)
-    _check_settings(settings)
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and read_meta(out_dir).get("generator") != GENERATOR:
-        raise ValueError(f"{out_dir} exists and is not a synthetic dataset (no meta.json written by {GENERATOR}); "
-                         f"remove it or generate elsewhere")
-    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-    _remove_stale_partials(out_dir)
-    start = time.time()
-    tmp = f"{out_dir}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "videos"))
-    os.makedirs(os.path.join(tmp, "masks"))
-
+def _jobs(tmp: str, settings: Dict) -> List[Tuple]:
     h, w = settings["size"]
+    fmt, seed, num_classes = settings["format"], settings["seed"], settings["num_classes"]
     ext = ".webm" if fmt == "ssv2" else ".mp4"
+    options = scene_options(settings)
     jobs = []
     for s_idx, split in enumerate(SPLITS):
         # Interleave classes so that any prefix of a list covers every class.
         for k in range(settings["videos_per_class"][s_idx]):
             for label in range(num_classes):
                 jobs.append((tmp, video_stem(fmt, split, label, k), ext, (seed, s_idx, label, k), label,
-                             num_frames, h, w, fps))
-    logger.info("generating %d synthetic videos (%s, %d classes, %d frames of %dx%d) into %s with %d worker(s)",
-                len(jobs), fmt, num_classes, num_frames, h, w, out_dir, workers)
+                             settings["num_frames"], h, w, settings["fps"], options))
+    return jobs
+
+
+def _run_jobs(jobs: List[Tuple], fmt: str, workers: int) -> List[Dict]:
     # With decord imported first, its bundled FFmpeg libraries shadow PyAV's and VP9 encoding fails
     # ("avcodec_open2(libvpx-vp9) returned 22"): encode in fresh (spawned) processes then. Otherwise fork:
     # the workers use only numpy and PyAV, and fork needs no `if __name__ == "__main__"` guard in scripts.
@@ -201,19 +198,15 @@ def generate_synthetic(
         use_pool = workers > 1
     if use_pool:
         with multiprocessing.get_context(method).Pool(workers) as pool:
-            results = pool.map(_make_one, jobs, chunksize=4)
-    else:
-        results = [_make_one(j) for j in jobs]
+            return pool.map(_make_one, jobs, chunksize=4)
+    return [_make_one(j) for j in jobs]
 
-    records: Dict[str, List[Dict]] = {split: [] for split in SPLITS}
-    for job, rec in zip(jobs, results):
-        records[SPLITS[job[3][1]]].append(rec)
-    names = [c.name for c in get_classes(num_classes)]
-    _write_lists(tmp, fmt, names, records)
-    summary = {
+
+def _summary(fmt: str, num_classes: int, records: Dict[str, List[Dict]], results: List[Dict]) -> Dict:
+    return {
         "format": fmt,
         "videos": {split: len(recs) for split, recs in records.items()},
-        "class_names": names,
+        "class_names": [c.name for c in get_classes(num_classes)],
         "hflip_labels": [hflip_label(i, num_classes) for i in range(num_classes)],
         "coverage": {
             "video_mean": float(np.mean([r["cov_mean"] for r in results])),
@@ -225,13 +218,78 @@ def generate_synthetic(
         },
         "video_bytes": int(sum(r["bytes"] for r in results)),
     }
-    _write_json(os.path.join(tmp, "meta.json"), {**settings, "summary": summary})  # last: marks completion
 
+
+def _prepare(out_dir: str) -> str:
+    """Check ``out_dir`` may be replaced, clear leftovers, and make the fresh partial folder; returns it."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and read_meta(out_dir).get("generator") != GENERATOR:
+        raise ValueError(f"{out_dir} exists and is not a synthetic dataset (no meta.json written by {GENERATOR}); "
+                         f"remove it or generate elsewhere")
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    _remove_stale_partials(out_dir)
+    tmp = f"{out_dir}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.join(tmp, "videos"))
+    os.makedirs(os.path.join(tmp, "masks"))
+    return tmp
+
+
+def _swap_into_place(tmp: str, out_dir: str) -> None:
     old = f"{out_dir}.old-{os.getpid()}"
     if os.path.exists(out_dir):
         os.rename(out_dir, old)
     os.rename(tmp, out_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def generate_synthetic(
+    out_dir: str,
+    num_classes: int = 8,
+    videos_per_class: Sequence[int] = (24, 6, 10),
+    num_frames: int = 32,
+    size: Sequence[int] = (64, 64),
+    fps: int = 16,
+    seed: int = 0,
+    fmt: str = "kinetics",
+    workers: int = 1,
+    distractors: Sequence[int] = (0, 0),
+    camera_pan: float = 0.0,
+    camera_zoom: float = 0.0,
+    occluders: int = 0,
+    background: str = "smooth",
+) -> Dict:
+    """Generate the benchmark into ``out_dir`` (replacing an earlier synthetic dataset there) and return a summary.
+
+    Video ``k`` of class ``label`` in split ``s`` depends only on ``(seed, s, label, k)`` and the frame
+    settings, so asking for more videos or classes keeps the existing ones (with class-like distractors,
+    whose motions are those of the classes in use, more classes change the videos). ``size`` is (height,
+    width). ``distractors`` .. ``background`` are the harder-scene options (options.py; the defaults add
+    nothing). The summary holds ``out_dir``, ``format``, ``videos`` (per split), ``class_names``, ``bytes``
+    (videos + masks + lists on disk), ``video_bytes``, ``seconds``, ``hflip_labels`` (label of each class's
+    mirror image, None if not in use) and ``coverage`` (foreground fraction of the frame: ``video_mean``
+    average, ``frame_min`` / ``frame_max`` over all frames, ``frames_in_5_20`` fraction of frames in range).
+    Raises ValueError for bad settings or when ``out_dir`` holds something that is not a synthetic dataset.
+    """
+    scene = {"distractors": list(distractors), "camera_pan": camera_pan, "camera_zoom": camera_zoom,
+             "occluders": occluders, "background": background}
+    settings = settings_dict(num_classes, videos_per_class, num_frames, size, fps, seed, fmt, scene)
+    _check_settings(settings)
+    out_dir = os.path.abspath(out_dir)
+    start = time.time()
+    tmp = _prepare(out_dir)
+    jobs = _jobs(tmp, settings)
+    h, w = settings["size"]
+    logger.info("generating %d synthetic videos (%s, %d classes, %d frames of %dx%d%s) into %s with %d worker(s)",
+                len(jobs), fmt, num_classes, num_frames, h, w, f", scene {settings['scene']}" if "scene" in
+                settings else "", out_dir, workers)
+    results = _run_jobs(jobs, fmt, workers)
+    records: Dict[str, List[Dict]] = {split: [] for split in SPLITS}
+    for job, rec in zip(jobs, results):
+        records[SPLITS[job[3][1]]].append(rec)
+    _write_lists(tmp, fmt, [c.name for c in get_classes(num_classes)], records)
+    summary = _summary(fmt, num_classes, records, results)
+    _write_json(os.path.join(tmp, "meta.json"), {**settings, "summary": summary})  # last: marks completion
+    _swap_into_place(tmp, out_dir)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out_dir) for f in fs)
     summary.update(out_dir=out_dir, bytes=int(total), seconds=round(time.time() - start, 2))
     logger.info("synthetic dataset ready in %s: %s videos, %.1f MB, %.1f s, foreground coverage %.1f%% mean "
@@ -239,6 +297,14 @@ def generate_synthetic(
                 100 * summary["coverage"]["video_mean"], 100 * summary["coverage"]["frame_min"],
                 100 * summary["coverage"]["frame_max"])
     return summary
+
+
+def generate_from_settings(out_dir: str, settings: Dict, workers: int = 1) -> Dict:
+    """``generate_synthetic`` with a settings dict (settings_dict's, e.g. ensure.synthetic_settings(cfg))."""
+    scene = {**SCENE_DEFAULTS, **settings.get("scene", {})}
+    return generate_synthetic(out_dir, settings["num_classes"], settings["videos_per_class"],
+                              settings["num_frames"], settings["size"], settings["fps"], settings["seed"],
+                              settings["format"], workers, **scene)
 
 
 def load_mask(data_dir: str, video_path: str) -> np.ndarray:
