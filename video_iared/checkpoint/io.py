@@ -117,6 +117,25 @@ def latest_checkpoint(output_dir: str) -> Optional[str]:
     return os.path.join(d, max(found)[1]) if found else None
 
 
+def weights_to_evaluate(output_dir: str, iared: bool, configured: str = "", explicit: str = "",
+                        just_trained: str = "") -> str:
+    """The one rule for the weights an evaluation uses (test, predict, explanations, precision check):
+    ``explicit`` (a tool's --checkpoint; must exist), else ``configured`` (TEST.CHECKPOINT_FILE_PATH, PySlowFast's
+    rule), else ``just_trained`` (the checkpoint the run just wrote), else, for an IA-RED² config (``iared``), the
+    final ``checkpoint_iared.pyth`` of ``output_dir`` when it exists, else its latest epoch checkpoint; "" when
+    there is none."""
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise FileNotFoundError(f"--checkpoint {explicit}: no such file")
+        return explicit
+    if configured or just_trained:
+        return configured or just_trained
+    final = final_checkpoint_path(output_dir)
+    if iared and os.path.isfile(final):
+        return final
+    return latest_checkpoint(output_dir) or ""
+
+
 def save_checkpoint(
     path: str,
     model: nn.Module,

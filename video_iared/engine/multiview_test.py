@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from video_iared.build import build_model
 from video_iared.checkpoint import load_checkpoint
-from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.checkpoint.io import weights_to_evaluate
 from video_iared.data.device_normalize import as_normalizer
 from video_iared.data import build_multiview_loader, build_normalizer
 from video_iared.engine.amp import amp_dtype
@@ -273,27 +273,17 @@ def iared_forward(gflops_fn: Optional[GFlopsFn] = None, fvcore_sample: int = 0) 
     return IAREDForward(fvcore_sample, gflops_fn)
 
 
-def _trained_iared(cfg) -> str:
-    """OUTPUT_DIR's final IA-RED² checkpoint for an IA-RED² config, when the curriculum wrote one; else ""."""
-    import os
-
-    if not cfg.IARED.ENABLE:
-        return ""
-
-    path = final_checkpoint_path(cfg.OUTPUT_DIR)
-    return path if os.path.isfile(path) else ""
-
-
 def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str = "") -> nn.Module:
-    """``build_model(cfg)`` with the weights to evaluate: TEST.CHECKPOINT_FILE_PATH when set (PySlowFast's
-    rule), else ``checkpoint`` (the one just trained), else (IA-RED² configs) the curriculum's final
-    ``checkpoints/checkpoint_iared.pyth``, else the latest checkpoint of OUTPUT_DIR; loaded strictly through
+    """``build_model(cfg)`` with the weights to evaluate (``checkpoint.io.weights_to_evaluate``: TEST.CHECKPOINT_FILE_PATH
+    when set, else ``checkpoint`` (the one just trained), else (IA-RED² configs) the curriculum's final
+    ``checkpoints/checkpoint_iared.pyth``, else the latest checkpoint of OUTPUT_DIR); loaded strictly through
     ``load_checkpoint``; in eval mode. With IARED.TARGET_COST > 0 the threshold is the one the checkpoint was
     calibrated to (``train_iared.apply_calibration``), not IARED.THRESHOLD."""
     import os
 
     model = build_model(cfg).to(device)
-    path = cfg.TEST.CHECKPOINT_FILE_PATH or checkpoint or _trained_iared(cfg) or latest_checkpoint(cfg.OUTPUT_DIR)
+    path = weights_to_evaluate(cfg.OUTPUT_DIR, cfg.IARED.ENABLE, cfg.TEST.CHECKPOINT_FILE_PATH,
+                               just_trained=checkpoint)
     if not path:
         raise FileNotFoundError(
             f"no weights to evaluate: set TEST.CHECKPOINT_FILE_PATH, or train first (no checkpoint in "

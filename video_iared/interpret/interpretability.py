@@ -27,7 +27,7 @@ from torch import nn
 
 from video_iared.build import build_model
 from video_iared.checkpoint import load_checkpoint
-from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.checkpoint.io import weights_to_evaluate
 from video_iared.data.build import build_sampler, load_records
 from video_iared.data.device_normalize import as_normalizer, build_normalizer
 from video_iared.data.readers import VideoDecodeError, build_reader
@@ -376,18 +376,10 @@ def write_reports(res: InterpResult, out_dir: str, topk: float) -> Dict[str, str
 
 # ----------------------------------------------------------------------------- config boundary
 def resolve_checkpoint(cfg, checkpoint: str = "") -> str:
-    """The weights to explain: ``checkpoint``, else TEST.CHECKPOINT_FILE_PATH, else the trained IA-RED²
-    model of OUTPUT_DIR (checkpoints/checkpoint_iared.pyth), else its latest checkpoint."""
-    if checkpoint:
-        if not os.path.isfile(checkpoint):
-            raise FileNotFoundError(f"--checkpoint {checkpoint}: no such file")
-        return checkpoint
-    if cfg.TEST.CHECKPOINT_FILE_PATH:
-        return cfg.TEST.CHECKPOINT_FILE_PATH
-    if cfg.IARED.ENABLE:
-        if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)):
-            return final_checkpoint_path(cfg.OUTPUT_DIR)
-    path = latest_checkpoint(cfg.OUTPUT_DIR)
+    """The weights to explain (``checkpoint.io.weights_to_evaluate``): ``checkpoint`` (--checkpoint), else
+    TEST.CHECKPOINT_FILE_PATH, else the trained IA-RED² model of OUTPUT_DIR (checkpoints/checkpoint_iared.pyth),
+    else its latest checkpoint."""
+    path = weights_to_evaluate(cfg.OUTPUT_DIR, cfg.IARED.ENABLE, cfg.TEST.CHECKPOINT_FILE_PATH, explicit=checkpoint)
     if not path:
         raise FileNotFoundError(f"no weights to explain: pass --checkpoint, set TEST.CHECKPOINT_FILE_PATH, or "
                                 f"train into {cfg.OUTPUT_DIR} first")
