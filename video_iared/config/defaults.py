@@ -110,7 +110,8 @@ _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fix
 # is at most TARGET_COST of the dense model's (0.5: 2x fewer GFLOPs); the checkpoint keeps the calibrated threshold
 # and the predict / test stages use it (pruning/calibrate.py).
 _C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no calibration (use IARED.THRESHOLD)
-_C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration traces (evenly spaced over the list); 0 = all
+_C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration measures (evenly spaced over the list); 0 = all
+_C.IARED.CALIBRATION_FVCORE_CLIPS = 1  # val clips also traced by fvcore at the first point, logged beside the trace-free count (0 = none)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)
 # packed execution's attention: "auto" (cuda: varlen; cpu: bucketed, the faster there) | "varlen" (one variable-length call

@@ -143,6 +143,7 @@ def validate_config(cfg: CfgNode) -> None:
         _require(ia.TARGET_COST == 0 or ia.MODE == "threshold", "IARED.TARGET_COST",
                  "calibrates the threshold: needs IARED.MODE threshold")
         _require(ia.CALIBRATION_VIDEOS >= 0, "IARED.CALIBRATION_VIDEOS", "must be >= 0 (0: the whole val split)")
+        _require(ia.CALIBRATION_FVCORE_CLIPS >= 0, "IARED.CALIBRATION_FVCORE_CLIPS", "must be >= 0 (0: no trace)")
         _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
         _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
         _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")

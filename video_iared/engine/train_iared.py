@@ -158,7 +158,8 @@ def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info,
     try:
         # in the test stage's precision: the threshold is calibrated on the decisions the test will make
         cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=reduce_fn, dtype=amp_dtype(device, cfg.TEST.PRECISION),
+                                  reduce_fn=reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
+                                  dtype=amp_dtype(device, cfg.TEST.PRECISION),
                                   normalizer=build_normalizer(cfg))
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
