@@ -136,6 +136,22 @@ def load_state_dict_checked(
         num_frames = model_sd["time_embed"].shape[1] if "time_embed" in model_sd else 1
         sd, report.inflated = inflate_image_state_dict(sd, has_temporal, num_frames, "time_embed" in model_sd)
 
+    new_sd = _fit_state_dict(sd, model_sd, target, source, report)
+    _classify_unfilled(model_sd, new_sd, fmt, any(k.startswith("interpreters.") for k in sd), report)
+    if for_evaluation:
+        _refuse_init_for_evaluation(report, source)
+    if strict and (report.missing or report.unexpected):
+        _check_stem(sd, model_sd, source, fmt)
+        _raise_does_not_fit(report, source, fmt)
+
+    result = target.load_state_dict(new_sd, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys  # filtered above
+    return report
+
+
+def _fit_state_dict(sd: StateDict, model_sd: StateDict, model: nn.Module, source: str, report: LoadReport) -> StateDict:
+    """The tensors of ``sd`` that the model has, resized to its shapes; records loaded / resized / dropped /
+    unexpected keys in ``report``."""
     new_sd: StateDict = {}
     for key, value in sd.items():
         if key not in model_sd:
@@ -143,7 +159,7 @@ def load_state_dict_checked(
             continue
         target_t = model_sd[key]
         if value.shape != target_t.shape:
-            fitted = _fit_tensor(key, value, target_t, target, source)
+            fitted = _fit_tensor(key, value, target_t, model, source)
             if fitted is None:
                 report.dropped[key] = f"class count {value.shape[0]} in the checkpoint, {target_t.shape[0]} in the model"
                 continue
@@ -151,8 +167,14 @@ def load_state_dict_checked(
             value = fitted
         new_sd[key] = value
         report.loaded.append(key)
+    return new_sd
 
-    ckpt_has_interpreters = any(k.startswith("interpreters.") for k in sd)
+
+def _classify_unfilled(
+    model_sd: StateDict, new_sd: StateDict, fmt: str, ckpt_has_interpreters: bool, report: LoadReport,
+) -> None:
+    """Each model key the checkpoint does not fill goes to ``report.kept_at_init`` (with its reason) when its
+    initialisation is expected, else to ``report.missing``."""
     for key in model_sd:
         if key in new_sd:
             continue
@@ -165,20 +187,15 @@ def load_state_dict_checked(
         else:
             report.missing.append(key)
 
-    if for_evaluation:
-        _refuse_init_for_evaluation(report, source)
-    if strict and (report.missing or report.unexpected):
-        _check_stem(sd, model_sd, source, fmt)
-        parts = []
-        if report.missing:
-            parts.append(f"missing keys: {_short(report.missing, 30)}")
-        if report.unexpected:
-            parts.append(f"unexpected keys: {_short(report.unexpected, 30)}")
-        raise CheckpointError(f"{source} ({fmt}) does not fit the model: " + "; ".join(parts))
 
-    result = target.load_state_dict(new_sd, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys  # filtered above
-    return report
+def _raise_does_not_fit(report: LoadReport, source: str, fmt: str) -> None:
+    """The strict key check's error: the missing and the unexpected keys."""
+    parts = []
+    if report.missing:
+        parts.append(f"missing keys: {_short(report.missing, 30)}")
+    if report.unexpected:
+        parts.append(f"unexpected keys: {_short(report.unexpected, 30)}")
+    raise CheckpointError(f"{source} ({fmt}) does not fit the model: " + "; ".join(parts))
 
 
 def _refuse_init_for_evaluation(report: LoadReport, source: str) -> None:

@@ -71,10 +71,29 @@ def _require(cond: bool, key: str, msg: str) -> None:
 
 def validate_config(cfg: CfgNode) -> None:
     """Raise ``ConfigError`` (naming the key) if ``cfg`` holds an invalid value or combination."""
+    # the order of the sections is the order in which errors are reported: the first failing key wins
+    _check_choices(cfg)
+    _check_batching(cfg)
+    _check_data(cfg)
+    _check_model(cfg)
+    if cfg.IARED.ENABLE:
+        _check_iared(cfg.IARED, cfg.TIMESFORMER.DEPTH)
+    _check_solver(cfg.SOLVER)
+    _check_test_and_predict(cfg)
+    _check_synthetic(cfg)
+    _require(cfg.BENCHMARK.NUM_ITERS >= 1, "BENCHMARK.NUM_ITERS", "must be >= 1")
+    _check_interp(cfg.INTERP)
+
+
+def _check_choices(cfg: CfgNode) -> None:
+    """Every key of ``_CHOICES`` holds one of its choices."""
     for key, choices in _CHOICES.items():
         value = _get(cfg, key)
         _require(value in choices, key, f"{value!r} is not one of {list(choices)}")
 
+
+def _check_batching(cfg: CfgNode) -> None:
+    """GPU count, batch sizes and gradient accumulation."""
     _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", "must be >= 0")
     _require(cfg.TRAIN.BATCH_SIZE > 0, "TRAIN.BATCH_SIZE", "must be > 0")
     _require(cfg.TEST.BATCH_SIZE > 0, "TEST.BATCH_SIZE", "must be > 0")
@@ -84,6 +103,10 @@ def validate_config(cfg: CfgNode) -> None:
         "TRAIN.GRAD_ACCUM_STEPS",
         f"must divide TRAIN.BATCH_SIZE ({cfg.TRAIN.BATCH_SIZE})",
     )
+
+
+def _check_data(cfg: CfgNode) -> None:
+    """``DATA.*`` (sampling, crops and scales, normalisation, failure policy, list files) and the loader."""
     _require(cfg.DATA.NUM_FRAMES > 0, "DATA.NUM_FRAMES", "must be > 0")
     _require(cfg.DATA.SAMPLING_RATE > 0, "DATA.SAMPLING_RATE", "must be > 0")
     _require(cfg.DATA.TARGET_FPS >= 0, "DATA.TARGET_FPS", "must be >= 0 (0 disables fps scaling)")
@@ -109,6 +132,9 @@ def validate_config(cfg: CfgNode) -> None:
              "must not be empty: it separates path and label in the list files (e.g. ' ' or ',')")
     _require(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS", "must be >= 0")
 
+
+def _check_model(cfg: CfgNode) -> None:
+    """``TIMESFORMER.*`` (heads, stem, patch size against the crops) and ``MODEL.*``."""
     ts = cfg.TIMESFORMER
     _require(ts.EMBED_DIM % ts.NUM_HEADS == 0, "TIMESFORMER.NUM_HEADS", f"must divide TIMESFORMER.EMBED_DIM ({ts.EMBED_DIM})")
     if ts.STEM == "conv3d":
@@ -124,40 +150,46 @@ def validate_config(cfg: CfgNode) -> None:
     _require(cfg.MODEL.NUM_CLASSES > 0, "MODEL.NUM_CLASSES", "must be > 0")
     _require(0.0 <= cfg.MODEL.DROPPATH_RATE < 1.0, "MODEL.DROPPATH_RATE", "must be in [0, 1)")
 
-    ia = cfg.IARED
-    if ia.ENABLE:
-        _require(len(ia.GROUPS) > 0 and all(g > 0 for g in ia.GROUPS), "IARED.GROUPS", "must be positive block counts")
-        _require(
-            sum(ia.GROUPS) == ts.DEPTH,
-            "IARED.GROUPS",
-            f"sums to {sum(ia.GROUPS)}, but TIMESFORMER.DEPTH is {ts.DEPTH}",
-        )
-        _require(
-            len(ia.KEEP_RATIO) == len(ia.GROUPS),
-            "IARED.KEEP_RATIO",
-            f"needs one ratio per group ({len(ia.GROUPS)}), got {len(ia.KEEP_RATIO)}",
-        )
-        _require(all(0.0 < r <= 1.0 for r in ia.KEEP_RATIO), "IARED.KEEP_RATIO", "ratios must be in (0, 1]")
-        _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
-        _require(0.0 <= ia.TARGET_COST < 1.0, "IARED.TARGET_COST", "must be in [0, 1) (0: no calibration)")
-        _require(ia.TARGET_COST == 0 or ia.MODE == "threshold", "IARED.TARGET_COST",
-                 "calibrates the threshold: needs IARED.MODE threshold")
-        _require(ia.CALIBRATION_VIDEOS >= 0, "IARED.CALIBRATION_VIDEOS", "must be >= 0 (0: the whole val split)")
-        _require(ia.CALIBRATION_FVCORE_CLIPS >= 0, "IARED.CALIBRATION_FVCORE_CLIPS", "must be >= 0 (0: no trace)")
-        _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
-        _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
-        _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")
-        _require(ia.BASE_LR > 0 and ia.FINETUNE_LR > 0, "IARED.BASE_LR", "and IARED.FINETUNE_LR must be > 0")
-        _require(ia.FINETUNE_DISTILL >= 0, "IARED.FINETUNE_DISTILL", "must be >= 0")
-        _require(ia.DISTILL_TEMPERATURE > 0, "IARED.DISTILL_TEMPERATURE", "must be > 0")
 
-    s = cfg.SOLVER
+def _check_iared(ia: CfgNode, depth: int) -> None:
+    """``IARED.*`` when IA-RED² is enabled; ``depth`` is ``TIMESFORMER.DEPTH``, which the groups must sum to."""
+    _require(len(ia.GROUPS) > 0 and all(g > 0 for g in ia.GROUPS), "IARED.GROUPS", "must be positive block counts")
+    _require(
+        sum(ia.GROUPS) == depth,
+        "IARED.GROUPS",
+        f"sums to {sum(ia.GROUPS)}, but TIMESFORMER.DEPTH is {depth}",
+    )
+    _require(
+        len(ia.KEEP_RATIO) == len(ia.GROUPS),
+        "IARED.KEEP_RATIO",
+        f"needs one ratio per group ({len(ia.GROUPS)}), got {len(ia.KEEP_RATIO)}",
+    )
+    _require(all(0.0 < r <= 1.0 for r in ia.KEEP_RATIO), "IARED.KEEP_RATIO", "ratios must be in (0, 1]")
+    _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
+    _require(0.0 <= ia.TARGET_COST < 1.0, "IARED.TARGET_COST", "must be in [0, 1) (0: no calibration)")
+    _require(ia.TARGET_COST == 0 or ia.MODE == "threshold", "IARED.TARGET_COST",
+             "calibrates the threshold: needs IARED.MODE threshold")
+    _require(ia.CALIBRATION_VIDEOS >= 0, "IARED.CALIBRATION_VIDEOS", "must be >= 0 (0: the whole val split)")
+    _require(ia.CALIBRATION_FVCORE_CLIPS >= 0, "IARED.CALIBRATION_FVCORE_CLIPS", "must be >= 0 (0: no trace)")
+    _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")
+    _require(ia.TAU >= 0, "IARED.TAU", "must be >= 0")
+    _require(0.0 < ia.INIT_KEEP_PROB < 1.0, "IARED.INIT_KEEP_PROB", "must be in (0, 1)")
+    _require(ia.BASE_LR > 0 and ia.FINETUNE_LR > 0, "IARED.BASE_LR", "and IARED.FINETUNE_LR must be > 0")
+    _require(ia.FINETUNE_DISTILL >= 0, "IARED.FINETUNE_DISTILL", "must be >= 0")
+    _require(ia.DISTILL_TEMPERATURE > 0, "IARED.DISTILL_TEMPERATURE", "must be > 0")
+
+
+def _check_solver(s: CfgNode) -> None:
+    """``SOLVER.*``: the step schedule, learning rate and epoch counts."""
     if s.LR_POLICY == "steps_with_relative_lrs":
         _require(len(s.STEPS) == len(s.LRS), "SOLVER.STEPS", "needs as many entries as SOLVER.LRS")
     _require(s.BASE_LR > 0, "SOLVER.BASE_LR", "must be > 0")
     _require(s.MAX_EPOCH >= 0, "SOLVER.MAX_EPOCH", "must be >= 0")
     _require(s.WARMUP_EPOCHS >= 0, "SOLVER.WARMUP_EPOCHS", "must be >= 0")
 
+
+def _check_test_and_predict(cfg: CfgNode) -> None:
+    """``TEST.*`` view counts and ``PREDICT.*``."""
     t = cfg.TEST
     _require(t.NUM_ENSEMBLE_VIEWS >= 1, "TEST.NUM_ENSEMBLE_VIEWS", "must be >= 1")
     _require(t.NUM_SPATIAL_CROPS >= 1, "TEST.NUM_SPATIAL_CROPS", "must be >= 1")
@@ -166,6 +198,9 @@ def validate_config(cfg: CfgNode) -> None:
     if cfg.PREDICT.ENABLE:
         _require(bool(cfg.PREDICT.INPUT), "PREDICT.INPUT", "is required when PREDICT.ENABLE is True")
 
+
+def _check_synthetic(cfg: CfgNode) -> None:
+    """``SYNTHETIC.*`` when the synthetic benchmark is enabled."""
     syn = cfg.SYNTHETIC
     if syn.ENABLE:
         _require(bool(cfg.DATA.PATH_TO_DATA_DIR), "DATA.PATH_TO_DATA_DIR", "is required when SYNTHETIC.ENABLE is True")
@@ -177,8 +212,10 @@ def validate_config(cfg: CfgNode) -> None:
         _require(len(syn.VIDEOS_PER_CLASS) == 3, "SYNTHETIC.VIDEOS_PER_CLASS", "needs [train, val, test] counts")
         _require(len(syn.SIZE) == 2, "SYNTHETIC.SIZE", "needs [height, width]")
         _validate_synthetic_scene(syn)
-    _require(cfg.BENCHMARK.NUM_ITERS >= 1, "BENCHMARK.NUM_ITERS", "must be >= 1")
-    it = cfg.INTERP
+
+
+def _check_interp(it: CfgNode) -> None:
+    """``INTERP.*``: fractions, curve sizes and attribution method names."""
     _require(0.0 < it.FG_FRACTION <= 1.0, "INTERP.FG_FRACTION", "must be in (0, 1]")
     _require(0.0 < it.TOPK <= 1.0, "INTERP.TOPK", "must be in (0, 1]")
     _require(it.CURVE_STEPS >= 0 and it.CURVE_VIEWS >= 0 and it.MAX_VIDEOS >= 0, "INTERP.CURVE_STEPS",

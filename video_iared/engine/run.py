@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import random
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -94,6 +94,39 @@ def run(cfg: CfgNode, benchmark: Optional[BenchmarkStage] = None) -> Optional[Di
 
 
 def _run(cfg: CfgNode, info: du.DistInfo, benchmark: Optional[BenchmarkStage]) -> Optional[Dict]:
+    _set_up(cfg, info)
+    if cfg.BENCHMARK.TYPE:
+        if benchmark is None:
+            raise ValueError(f"BENCHMARK.TYPE {cfg.BENCHMARK.TYPE}: run(cfg, benchmark=...) needs the benchmark stage "
+                             "(video_iared.benchmarks.stage.run_benchmark_stage; tools/run_net.py passes it)")
+        benchmark(cfg)
+        return None
+
+    check_splits(cfg)  # every split the run reads, before anything trains
+
+    checkpoint = ""
+    dense_summary = None
+    if cfg.IARED.ENABLE:
+        checkpoint, dense_summary = _dense_then_iared(cfg, info)
+    elif cfg.TRAIN.ENABLE:
+        checkpoint = train(cfg, info)
+
+    if cfg.PREDICT.ENABLE:
+        predict(cfg, info, checkpoint)
+
+    summary = None
+    if cfg.TEST.ENABLE:
+        summary = test(cfg, info, checkpoint, label="IA-RED²" if cfg.IARED.ENABLE else "")
+    if info.is_main:
+        _report_outputs(cfg, summary, dense_summary)
+    if summary and summary["videos"] == 0:
+        raise NoVideoEvaluatedError(f"the test stage evaluated no video: all {summary['failed']} failed (the reasons "
+                                    f"are in {os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)}.csv)")
+    return summary
+
+
+def _set_up(cfg: CfgNode, info: du.DistInfo) -> None:
+    """Before any stage: OUTPUT_DIR/config.yaml (rank 0), the seeds, NUM_THREADS, the synthetic dataset."""
     if info.is_main:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
@@ -109,53 +142,38 @@ def _run(cfg: CfgNode, info: du.DistInfo, benchmark: Optional[BenchmarkStage]) -
             ensure_synthetic_dataset(cfg)
         du.barrier()
 
-    if cfg.BENCHMARK.TYPE:
-        if benchmark is None:
-            raise ValueError(f"BENCHMARK.TYPE {cfg.BENCHMARK.TYPE}: run(cfg, benchmark=...) needs the benchmark stage "
-                             "(video_iared.benchmarks.stage.run_benchmark_stage; tools/run_net.py passes it)")
-        benchmark(cfg)
-        return None
 
-    check_splits(cfg)  # every split the run reads, before anything trains
-
+def _dense_then_iared(cfg: CfgNode, info: du.DistInfo) -> Tuple[str, Optional[Dict]]:
+    """IA-RED²'s stages before predict / test: the dense model (trained unless IARED.DENSE_CHECKPOINT, tested
+    when TEST.ENABLE), then the curriculum. Returns (the checkpoint to predict / test, the dense test summary)."""
     checkpoint = ""
     dense_summary = None
-    if cfg.IARED.ENABLE:
-        dense_cfg = dense_config(cfg)
-        dense_ckpt = cfg.IARED.DENSE_CHECKPOINT
-        if not dense_ckpt and cfg.TRAIN.ENABLE:
-            logger.info("IA-RED²: training the dense model first (into %s)", dense_cfg.OUTPUT_DIR)
-            dense_ckpt = train(dense_cfg, info)
+    dense_cfg = dense_config(cfg)
+    dense_ckpt = cfg.IARED.DENSE_CHECKPOINT
+    if not dense_ckpt and cfg.TRAIN.ENABLE:
+        logger.info("IA-RED²: training the dense model first (into %s)", dense_cfg.OUTPUT_DIR)
+        dense_ckpt = train(dense_cfg, info)
+    if not dense_ckpt:
+        dense_ckpt = latest_checkpoint(dense_cfg.OUTPUT_DIR) or ""
+    if cfg.TEST.ENABLE and dense_ckpt:
+        dense_summary = test(dense_cfg, info, dense_ckpt, label="dense")
+        if info.is_main:
+            _emit("dense: " + summary_line(dense_summary))
+    if cfg.TRAIN.ENABLE:
         if not dense_ckpt:
-            dense_ckpt = latest_checkpoint(dense_cfg.OUTPUT_DIR) or ""
-        if cfg.TEST.ENABLE and dense_ckpt:
-            dense_summary = test(dense_cfg, info, dense_ckpt, label="dense")
-            if info.is_main:
-                _emit("dense: " + summary_line(dense_summary))
-        if cfg.TRAIN.ENABLE:
-            if not dense_ckpt:
-                raise FileNotFoundError("IA-RED² needs a dense checkpoint: set IARED.DENSE_CHECKPOINT or TRAIN.ENABLE")
-            checkpoint = train_iared(cfg, dense_ckpt)
-        elif cfg.TEST.ENABLE and not cfg.TEST.CHECKPOINT_FILE_PATH:
-            # a test-only run of an IA-RED² OUTPUT_DIR evaluates the curriculum's final checkpoint
-            checkpoint = final_checkpoint_path(cfg.OUTPUT_DIR) if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)) else ""
-    elif cfg.TRAIN.ENABLE:
-        checkpoint = train(cfg, info)
+            raise FileNotFoundError("IA-RED² needs a dense checkpoint: set IARED.DENSE_CHECKPOINT or TRAIN.ENABLE")
+        checkpoint = train_iared(cfg, dense_ckpt)
+    elif cfg.TEST.ENABLE and not cfg.TEST.CHECKPOINT_FILE_PATH:
+        # a test-only run of an IA-RED² OUTPUT_DIR evaluates the curriculum's final checkpoint
+        checkpoint = final_checkpoint_path(cfg.OUTPUT_DIR) if os.path.isfile(final_checkpoint_path(cfg.OUTPUT_DIR)) else ""
+    return checkpoint, dense_summary
 
-    if cfg.PREDICT.ENABLE:
-        predict(cfg, info, checkpoint)
 
-    summary = None
-    if cfg.TEST.ENABLE:
-        summary = test(cfg, info, checkpoint, label="IA-RED²" if cfg.IARED.ENABLE else "")
-    if info.is_main:
-        logger.info("outputs in %s: %s", os.path.abspath(cfg.OUTPUT_DIR), ", ".join(_outputs_written(cfg.OUTPUT_DIR)))
-        if summary:
-            logger.info("predictions: %s and %s", summary.get("predictions_csv"), summary.get("predictions_pt"))
-            if dense_summary:
-                logger.info(_comparison(dense_summary, summary))
-            _emit(summary_line(summary))
-    if summary and summary["videos"] == 0:
-        raise NoVideoEvaluatedError(f"the test stage evaluated no video: all {summary['failed']} failed (the reasons "
-                                    f"are in {os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH)}.csv)")
-    return summary
+def _report_outputs(cfg: CfgNode, summary: Optional[Dict], dense_summary: Optional[Dict]) -> None:
+    """Rank 0 at the end: what OUTPUT_DIR holds, the predictions, the dense comparison and the summary line (last)."""
+    logger.info("outputs in %s: %s", os.path.abspath(cfg.OUTPUT_DIR), ", ".join(_outputs_written(cfg.OUTPUT_DIR)))
+    if summary:
+        logger.info("predictions: %s and %s", summary.get("predictions_csv"), summary.get("predictions_pt"))
+        if dense_summary:
+            logger.info(_comparison(dense_summary, summary))
+        _emit(summary_line(summary))

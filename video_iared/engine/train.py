@@ -1,4 +1,5 @@
-"""Training: the per-epoch loop (plain arguments) and ``train(cfg)``, the TRAIN stage of run_net.
+"""Training: ``train(cfg)``, the TRAIN stage of run_net, over ``engine.train_epoch.train_one_epoch`` (the
+per-epoch loop with plain arguments, re-exported here).
 
 The loader yields micro-batches of TRAIN.BATCH_SIZE / (world size x TRAIN.GRAD_ACCUM_STEPS) clips; one
 optimizer step accumulates TRAIN.GRAD_ACCUM_STEPS of them on every process, so the effective batch stays
@@ -6,155 +7,35 @@ TRAIN.BATCH_SIZE while the activation memory shrinks.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import sys
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
-from tqdm import tqdm
 
 from video_iared.build import build_model
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.checkpoint import load_checkpoint
-from video_iared.data.device_normalize import as_normalizer, build_normalizer
+from video_iared.data.device_normalize import build_normalizer
 from video_iared.data import loader as data_loader
 from video_iared.data.loader import build_loader
-from video_iared.engine.amp import autocast, make_scaler, train_dtype
+from video_iared.engine.amp import make_scaler, train_dtype
 from video_iared.engine.device import init_from_cfg
 from video_iared.engine.evaluate import evaluate
 from video_iared.engine import distributed as du
-from video_iared.engine.meters import TrainMeter, topk_correct
-from video_iared.engine.optim import build_optimizer, lr_at_epoch, set_lr
+from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter, epoch_rows_after
+from video_iared.engine.train_epoch import TrainingDivergedError, train_one_epoch  # re-exported: callers import them here
 from video_iared.profiling.flops import log_model_info
 
 logger = logging.getLogger(__name__)
 
 
 TRAIN_STAGES = ("train_iter", "train_epoch", "val")  # the stats.jsonl stages one training epoch writes
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    """A tqdm bar on an interactive terminal only (logs and CI output stay clean)."""
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
-                disable=not (enabled and sys.stderr.isatty()))
-
-
-def train_one_epoch(
-    model: nn.Module,
-    loader,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    epoch: int,
-    lr_fn: Callable[[float], float],
-    device: torch.device,
-    scaler: Optional[torch.amp.GradScaler] = None,
-    dtype: Optional[torch.dtype] = None,
-    grad_accum_steps: int = 1,
-    clip_grad_norm: float = 0.0,
-    stats: Optional[StatsWriter] = None,
-    log_period: int = 10,
-    show_progress: bool = True,
-    normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-) -> Dict[str, float]:
-    """Train for one pass over ``loader``; returns the epoch's mean loss, top-1 (%), clips/s, data time, bad count.
-
-    ``loader`` yields micro-batches: dicts with ``clip`` (B, C, T, H, W), ``label`` (B,) and optionally
-    ``bad`` (B,) — the number of undecodable videos replaced to produce each item. Every ``grad_accum_steps``
-    micro-batches make one optimizer step (a shorter group at the end of the epoch still steps, its losses
-    weighted by its own size). ``epoch`` is 0-based; the learning rate is ``lr_fn(epoch + i / len(loader))``
-    at micro-batch i. Parameters without a gradient (frozen, or on a pruned path) are skipped by clipping
-    and by the optimizer. ``normalizer``: applied to each clip batch on ``device`` (a ``ClipNormalizer`` for
-    uint8 clips, DATA.NORMALIZE_ON_DEVICE; None: float clips, normalised by the loader workers).
-    """
-    normalize = as_normalizer(normalizer)
-    model.train()
-    meter = TrainMeter()
-    n_iters = len(loader)
-    accum = max(int(grad_accum_steps), 1)
-    is_ddp = isinstance(model, nn.parallel.DistributedDataParallel)
-    use_scaler = scaler is not None and scaler.is_enabled()
-    lr = lr_fn(float(epoch))
-    end = time.perf_counter()
-    bar = _progress(loader, n_iters, f"epoch {epoch + 1}", show_progress and du.is_main_process())
-    for it, batch in enumerate(bar):
-        data_time = time.perf_counter() - end
-        pos = it % accum  # position inside the accumulation group
-        group = min(accum, n_iters - (it - pos))  # micro-batches in this group
-        last_in_group = pos == group - 1
-        if pos == 0:
-            lr = lr_fn(epoch + it / max(n_iters, 1))
-            set_lr(optimizer, lr)
-            optimizer.zero_grad(set_to_none=True)
-        x = normalize(batch["clip"].to(device, non_blocking=True))
-        y = torch.as_tensor(batch["label"]).to(device, non_blocking=True)
-        bad = int(torch.as_tensor(batch.get("bad", 0)).sum())
-        # Only the last micro-batch of a group synchronises gradients across processes.
-        sync = contextlib.nullcontext() if (not is_ddp or last_in_group) else model.no_sync()
-        with sync:
-            with autocast(device, dtype):
-                logits = model(x)
-                loss = loss_fn(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TrainingDivergedError(f"loss is {loss.item()} at epoch {epoch + 1}, iteration {it + 1}")
-            scaled = loss / group
-            if use_scaler:
-                scaler.scale(scaled).backward()
-            else:
-                scaled.backward()
-        if last_in_group:
-            if use_scaler:
-                if clip_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    _clip(model, clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                if clip_grad_norm > 0:
-                    _clip(model, clip_grad_norm)
-                optimizer.step()
-        n = x.shape[0]
-        loss_v = float(loss.detach())
-        correct = topk_correct(logits.detach().float(), y, (1,))[0]
-        meter.update(loss_v, correct, n, data_time, bad)
-        if not getattr(bar, "disable", True):
-            bar.set_postfix(loss=f"{loss_v:.3f}", lr=f"{lr:.2e}")
-        if stats is not None and ((it + 1) % max(log_period, 1) == 0 or it + 1 == n_iters):
-            stats.write({
-                "stage": "train_iter", "epoch": epoch + 1, "iteration": it + 1, "iterations": n_iters,
-                "loss": loss_v, "lr": lr, "top1": 100.0 * correct / n,
-                "clips_per_s": meter.clips_per_second(), "data_time": data_time,
-                "bad_videos": _distinct_bad(loader, meter.bad), "replaced": bad,
-            })
-        end = time.perf_counter()
-    out = meter.summary()
-    out["lr"] = lr
-    out["bad_videos"] = _distinct_bad(loader, out["replaced"])
-    return out
-
-
-def _distinct_bad(loader, fallback: int) -> int:
-    """The distinct undecodable videos met so far (the dataset's table shared with its workers), else ``fallback``."""
-    table = getattr(getattr(loader, "dataset", None), "bad", None)
-    return table.count() if hasattr(table, "count") else int(fallback)
-
-
-def _clip(model: nn.Module, max_norm: float) -> float:
-    """Clip the global norm over the parameters that have a gradient; returns the norm before clipping."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    if not params:
-        return 0.0
-    return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
 
 def arch_from_cfg(cfg: CfgNode) -> Dict:
@@ -204,42 +85,17 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size) if cfg.TRAIN.EVAL_PERIOD > 0 else None
     normalize = build_normalizer(cfg)  # DATA.NORMALIZE_ON_DEVICE: uint8 clips, normalised on the device
-    # Seeded here, not only by run(): the same config gives the same initial weights whoever calls train().
-    torch.manual_seed(cfg.RNG_SEED)
-    model = build_model(cfg).to(device)
-    arch = model.arch() if hasattr(model, "arch") else arch_from_cfg(cfg)
-    if cfg.LOG_MODEL_INFO and info.is_main:
-        log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], log=logger)
+    model, arch, optimizer = _build_model_and_optimizer(cfg, info)
     s = cfg.SOLVER
-    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
     dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
     scaler = make_scaler(device, dtype)
 
     stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
-    if info.is_main:
-        for path in ckpt_io.remove_stale_temporaries(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR)):
-            logger.info("removed %s, left by an interrupted checkpoint write", path)
-    start_epoch = 0
-    latest = ckpt_io.latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
-    if latest:
-        start_epoch = ckpt_io.resume_training(latest, model, optimizer, scaler, arch)
-        logger.info("resumed from %s (epoch %d of %d)", latest, start_epoch, s.MAX_EPOCH)
-        dropped = stats.drop(epoch_rows_after(start_epoch, TRAIN_STAGES))
-        if dropped:
-            logger.info("stats.jsonl: dropped %d rows of the interrupted epoch(s) after %d", dropped, start_epoch)
-    elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)  # logs its own load report
-        logger.info("initial weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
-
+    start_epoch, latest = _resume_or_initialise(cfg, info, model, optimizer, scaler, arch, stats)
     if start_epoch >= s.MAX_EPOCH and latest:
         logger.info("training already complete (%d epochs); nothing to train", start_epoch)
         return latest
-
-    n_train = len(train_loader.dataset) if hasattr(train_loader, "dataset") else -1
-    logger.info("train: %d videos, %d iterations/epoch, effective batch %d clips (%d processes x %d accumulation "
-                "steps x %d clips), device %s", n_train, len(train_loader), cfg.TRAIN.BATCH_SIZE, info.world_size,
-                cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.BATCH_SIZE // (info.world_size * cfg.TRAIN.GRAD_ACCUM_STEPS),
-                device)
+    _log_training_plan(cfg, train_loader, info)
 
     # Pruned / frozen paths may leave parameters unused in a step; DDP must then not wait for their gradients.
     net = wrap_ddp(model, info, find_unused=bool(cfg.IARED.ENABLE))
@@ -258,30 +114,98 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
                                   normalizer=normalize)
         if info.distributed:
             reduce_epoch_summary(summary, device)
-        logger.info("epoch %d/%d: loss %.4f, train top-1 %.2f%%, %.1f clips/s, data %.3f s/it, lr %.2e, "
-                    "bad videos %d (distinct, so far; %d clips replaced this epoch), %.0f s", epoch + 1, s.MAX_EPOCH,
-                    summary["loss"], summary["top1"], summary["clips_per_s"], summary["data_time"], summary["lr"],
-                    summary["bad_videos"], summary["replaced"], time.perf_counter() - t0)
+        _log_epoch(summary, epoch, s.MAX_EPOCH, t0)
         stats.write({"stage": "train_epoch", "epoch": epoch + 1, **summary})
         done = epoch + 1
         val = None
         if val_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or done == s.MAX_EPOCH):
-            val = evaluate(net, val_loader, device, dtype, normalize)
-            logger.info("epoch %d val (clip level): top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d clips",
-                        done, val["top1"], val["top5"], val["loss"], val["clips"])
-            stats.write({"stage": "val", "epoch": done, **val})
+            val = _validate(net, val_loader, device, dtype, normalize, done, stats)
         if info.is_main:
-            if done % max(cfg.TRAIN.CHECKPOINT_PERIOD, 1) == 0 or done == s.MAX_EPOCH:
-                last_path = ckpt_io.save_checkpoint(ckpt_io.epoch_checkpoint_path(cfg.OUTPUT_DIR, done), model, done,
-                                                    optimizer, scaler, cfg.dump(), arch)
-            if val is not None and val["top1"] > best_top1:
-                best_top1 = val["top1"]
-                ckpt_io.save_checkpoint(ckpt_io.best_checkpoint_path(cfg.OUTPUT_DIR), model, done, None, None,
-                                        cfg.dump(), arch, extra={"val_top1": float(val["top1"])})
+            last_path, best_top1 = _save_epoch_checkpoints(cfg, model, optimizer, scaler, arch, done, val,
+                                                           last_path, best_top1)
         du.barrier()
     last_path = du.broadcast_object(last_path)
     logger.info("training done: last checkpoint %s", last_path)
     return last_path
+
+
+def _build_model_and_optimizer(cfg: CfgNode, info: du.DistInfo) -> Tuple[nn.Module, Dict, torch.optim.Optimizer]:
+    """``build_model(cfg)`` on the device (its initial weights from RNG_SEED), its arch record and optimizer."""
+    # Seeded here, not only by run(): the same config gives the same initial weights whoever calls train().
+    torch.manual_seed(cfg.RNG_SEED)
+    model = build_model(cfg).to(info.device)
+    arch = model.arch() if hasattr(model, "arch") else arch_from_cfg(cfg)
+    if cfg.LOG_MODEL_INFO and info.is_main:
+        log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], log=logger)
+    s = cfg.SOLVER
+    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+    return model, arch, optimizer
+
+
+def _resume_or_initialise(
+    cfg: CfgNode, info: du.DistInfo, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler], arch: Dict, stats: StatsWriter,
+) -> Tuple[int, Optional[str]]:
+    """Resume from the latest checkpoint of OUTPUT_DIR (TRAIN.AUTO_RESUME; the interrupted epochs' stats rows are
+    dropped), else load TRAIN.CHECKPOINT_FILE_PATH weights when set. Returns (start epoch, latest checkpoint)."""
+    if info.is_main:
+        for path in ckpt_io.remove_stale_temporaries(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR)):
+            logger.info("removed %s, left by an interrupted checkpoint write", path)
+    start_epoch = 0
+    latest = ckpt_io.latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    if latest:
+        start_epoch = ckpt_io.resume_training(latest, model, optimizer, scaler, arch)
+        logger.info("resumed from %s (epoch %d of %d)", latest, start_epoch, cfg.SOLVER.MAX_EPOCH)
+        dropped = stats.drop(epoch_rows_after(start_epoch, TRAIN_STAGES))
+        if dropped:
+            logger.info("stats.jsonl: dropped %d rows of the interrupted epoch(s) after %d", dropped, start_epoch)
+    elif cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        load_checkpoint(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)  # logs its own load report
+        logger.info("initial weights from %s", cfg.TRAIN.CHECKPOINT_FILE_PATH)
+    return start_epoch, latest
+
+
+def _log_training_plan(cfg: CfgNode, train_loader, info: du.DistInfo) -> None:
+    """The train split's size, iterations per epoch, effective batch and how it is made up."""
+    n_train = len(train_loader.dataset) if hasattr(train_loader, "dataset") else -1
+    logger.info("train: %d videos, %d iterations/epoch, effective batch %d clips (%d processes x %d accumulation "
+                "steps x %d clips), device %s", n_train, len(train_loader), cfg.TRAIN.BATCH_SIZE, info.world_size,
+                cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.BATCH_SIZE // (info.world_size * cfg.TRAIN.GRAD_ACCUM_STEPS),
+                info.device)
+
+
+def _log_epoch(summary: Dict, epoch: int, max_epoch: int, t0: float) -> None:
+    """One line per epoch: ``train_one_epoch``'s summary and the epoch's wall time since ``t0``."""
+    logger.info("epoch %d/%d: loss %.4f, train top-1 %.2f%%, %.1f clips/s, data %.3f s/it, lr %.2e, "
+                "bad videos %d (distinct, so far; %d clips replaced this epoch), %.0f s", epoch + 1, max_epoch,
+                summary["loss"], summary["top1"], summary["clips_per_s"], summary["data_time"], summary["lr"],
+                summary["bad_videos"], summary["replaced"], time.perf_counter() - t0)
+
+
+def _validate(net: nn.Module, val_loader, device: torch.device, dtype: Optional[torch.dtype],
+              normalize: Callable[[torch.Tensor], torch.Tensor], done: int, stats: StatsWriter) -> Dict:
+    """Clip-level validation after epoch ``done`` (1-based), logged and written as a ``val`` row."""
+    val = evaluate(net, val_loader, device, dtype, normalize)
+    logger.info("epoch %d val (clip level): top-1 %.2f%%, top-5 %.2f%%, loss %.4f on %d clips",
+                done, val["top1"], val["top5"], val["loss"], val["clips"])
+    stats.write({"stage": "val", "epoch": done, **val})
+    return val
+
+
+def _save_epoch_checkpoints(
+    cfg: CfgNode, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+    arch: Dict, done: int, val: Optional[Dict], last_path: str, best_top1: float,
+) -> Tuple[str, float]:
+    """Rank 0 after epoch ``done``: the epoch checkpoint every TRAIN.CHECKPOINT_PERIOD epochs and at the last, the
+    best one when ``val`` beats ``best_top1``. Returns the (last checkpoint path, best val top-1) after it."""
+    if done % max(cfg.TRAIN.CHECKPOINT_PERIOD, 1) == 0 or done == cfg.SOLVER.MAX_EPOCH:
+        last_path = ckpt_io.save_checkpoint(ckpt_io.epoch_checkpoint_path(cfg.OUTPUT_DIR, done), model, done,
+                                            optimizer, scaler, cfg.dump(), arch)
+    if val is not None and val["top1"] > best_top1:
+        best_top1 = val["top1"]
+        ckpt_io.save_checkpoint(ckpt_io.best_checkpoint_path(cfg.OUTPUT_DIR), model, done, None, None,
+                                cfg.dump(), arch, extra={"val_top1": float(val["top1"])})
+    return last_path, best_top1
 
 
 def _best_so_far(output_dir: str) -> float:

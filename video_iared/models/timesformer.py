@@ -73,15 +73,7 @@ class TimeSformer(nn.Module):
         self.stem = stem
         self.stem_channels = stem_channels
         self.in_chans = in_chans
-        self.patch_embed = (PatchEmbed(img_size, patch_size, in_chans, embed_dim) if stem == "patch" else
-                            ConvStemEmbed(img_size, patch_size, in_chans, embed_dim, hidden_chans=stem_channels))
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
-        self.pos_drop = nn.Dropout(drop_rate)
-        if attention_type != "space_only":
-            self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
-            self.time_drop = nn.Dropout(drop_rate)
-
+        self._build_embeddings(img_size, patch_size, in_chans, embed_dim, num_frames, drop_rate)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth grows linearly with depth
         self.blocks = nn.ModuleList(
             Block(
@@ -94,6 +86,19 @@ class TimeSformer(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
+
+    def _build_embeddings(
+        self, img_size: int, patch_size: int, in_chans: int, embed_dim: int, num_frames: int, drop_rate: float,
+    ) -> None:
+        """The stem (``self.stem``), CLS token, position and (but for space_only) time embeddings."""
+        self.patch_embed = (PatchEmbed(img_size, patch_size, in_chans, embed_dim) if self.stem == "patch" else
+                            ConvStemEmbed(img_size, patch_size, in_chans, embed_dim, hidden_chans=self.stem_channels))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+        if self.attention_type != "space_only":
+            self.time_embed = nn.Parameter(torch.zeros(1, num_frames, embed_dim))
+            self.time_drop = nn.Dropout(drop_rate)
 
     # ------------------------------------------------------------------ init
     def _init_weights(self) -> None:
