@@ -14,7 +14,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -28,10 +28,10 @@ from video_iared.data import build_multiview_loader, build_normalizer
 from video_iared.engine.amp import amp_dtype
 from video_iared.engine.amp import autocast
 from video_iared.engine.device import init_from_cfg
-from video_iared.engine.ensemble import ensemble_views, sweep_settings, view_subset
+from video_iared.engine.ensemble import ensemble_views
 from video_iared.engine import distributed as du
-from video_iared.engine.meters import mean_class_accuracy, topk_correct
 from video_iared.engine.results import write_predictions
+from video_iared.engine.test_summary import parse_summary_line, summarize, summary_line, sweep_table, view_sweep  # noqa: F401
 from video_iared.engine.train_iared import apply_calibration
 from video_iared.profiling.flops import log_model_info, model_gflops
 from video_iared.pruning.cost import clip_gflops, cost_report, fvcore_sample_lines
@@ -165,72 +165,6 @@ def gather_records(records: List[Dict]) -> List[Dict]:
     return [merged[k] for k in sorted(merged)]
 
 
-def summarize(records: List[Dict], num_classes: int, views: int) -> Dict:
-    """Video-level top-1 / top-5 / mean class accuracy (percent) over the videos that were evaluated.
-
-    ``videos`` counts evaluated videos, ``failed`` the ones that could not be decoded (not in the accuracy).
-    ``gflops_per_view`` is the mean over every evaluated view.
-    """
-    ok = [r for r in records if r["probs"] is not None]
-    failed = len(records) - len(ok)
-    out = {"video_top1": math.nan, "video_top5": math.nan, "mean_class_acc": math.nan,
-           "videos": len(ok), "failed": failed, "views": views, "gflops_per_view": math.nan}
-    if not ok:
-        return out
-    probs = torch.stack([r["probs"] for r in ok])
-    labels = torch.tensor([r["label"] for r in ok])
-    c1, c5 = topk_correct(probs, labels, (1, 5))
-    out["video_top1"] = 100.0 * c1 / len(ok)
-    out["video_top5"] = 100.0 * c5 / len(ok)
-    out["mean_class_acc"] = mean_class_accuracy(probs.argmax(1), labels, num_classes)
-    g = [(r["gflops"], r["view_logits"].shape[0]) for r in ok if not math.isnan(r["gflops"])]
-    if g:
-        out["gflops_per_view"] = sum(a * n for a, n in g) / sum(n for _, n in g)
-    keeps = [r["keep_rates"] for r in ok if r.get("keep_rates") is not None]
-    if keeps:
-        out["keep_rates"] = torch.tensor(keeps).mean(0).tolist()
-    return out
-
-
-def view_sweep(records: List[Dict], num_clips: int, num_crops: int, method: str) -> List[Dict]:
-    """Video top-1 / top-5 for fewer clips x crops, from the same per-view logits (no extra decoding)."""
-    ok = [r for r in records if r["view_logits"] is not None]
-    rows = []
-    if not ok:
-        return rows
-    labels = torch.tensor([r["label"] for r in ok])
-    for clips, crops in sweep_settings(num_clips, num_crops):
-        idx = view_subset(num_clips, num_crops, clips, crops)
-        probs = torch.stack([ensemble_views(r["view_logits"][idx], method) for r in ok])
-        c1, c5 = topk_correct(probs, labels, (1, 5))
-        rows.append({"clips": clips, "crops": crops, "views": len(idx),
-                     "video_top1": 100.0 * c1 / len(ok), "video_top5": 100.0 * c5 / len(ok)})
-    return rows
-
-
-def summary_line(summary: Dict) -> str:
-    """The machine-readable line that ends the test stage."""
-    return ("video_top1={video_top1:.4f} video_top5={video_top5:.4f} videos={videos:d} failed={failed:d} "
-            "views={views:d} gflops_per_view={gflops_per_view:.6f}").format(**summary)
-
-
-def parse_summary_line(line: str) -> Dict[str, float]:
-    """The fields of a summary line (a label before the first field is ignored)."""
-    out: Dict[str, float] = {}
-    for tok in line.split():
-        if "=" in tok:
-            k, v = tok.split("=", 1)
-            out[k] = int(v) if k in ("videos", "failed", "views") else float(v)
-    return out
-
-
-def sweep_table(rows: Sequence[Dict]) -> str:
-    lines = ["clips x crops  views  video top-1  video top-5"]
-    for r in rows:
-        lines.append(f"{r['clips']:>5d} x {r['crops']:<5d}  {r['views']:>5d}  {r['video_top1']:>10.2f}  {r['video_top5']:>10.2f}")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- the TEST stage (config level)
 class IAREDForward:
     """The forward function (a ``ForwardFn``) of an IA-RED² model: logits, keep rates per view, and every view's
@@ -346,30 +280,39 @@ def test(cfg, info: Optional[du.DistInfo] = None, checkpoint: str = "", label: s
     records = gather_records(local)
     summary = summarize(records, cfg.MODEL.NUM_CLASSES, views)
     if info.is_main:
-        stem = os.path.abspath(os.path.join(cfg.OUTPUT_DIR, t.SAVE_RESULTS_PATH))
-        csv_path, pt_path = write_predictions(stem, records, cfg.MODEL.NUM_CLASSES,
-                                              getattr(dataset, "class_names", None), 5, t.ENSEMBLE_METHOD,
-                                              t.SAVE_VIEW_LOGITS)
-        summary["predictions_csv"], summary["predictions_pt"] = csv_path, pt_path
-        for r in records:
-            if r["error"]:
-                logger.warning("%sfailed video %d %s: %s", tag, r["index"], r["path"], r["error"])
-        logger.info("%stest (%s split, %d clips x %d crops, %s): video top-1 %.2f%%, top-5 %.2f%%, mean class "
-                    "accuracy %.2f%% on %d videos (%d failed); %.4f GFLOPs per view (fvcore, 1 MAC = 1 flop), "
-                    "x %d views = %.4f GFLOPs per video", tag, t.SPLIT, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS,
-                    t.ENSEMBLE_METHOD, summary["video_top1"], summary["video_top5"], summary["mean_class_acc"],
-                    summary["videos"], summary["failed"], summary["gflops_per_view"], views,
-                    summary["gflops_per_view"] * views)
-        if "keep_rates" in summary:
-            logger.info("%smean keep rate after each group: %s", tag,
-                        ", ".join(f"{k:.3f}" for k in summary["keep_rates"]))
-        logger.info("%stest stage: %d videos x %d views run in %.1f s (decoding, forward and cost)", tag,
-                    len(local), views, seconds)
+        _report(cfg, records, summary, getattr(dataset, "class_names", None), len(local), seconds, tag)
         if cfg.IARED.ENABLE:  # GFLOPs per view: mean / min / max over the videos, analytic check, fvcore sample
             summary["cost"] = _log_iared_cost(records, model, clip, forward_fn, summary, tag)
-        logger.info("%spredictions: %s and %s", tag, csv_path, pt_path)
+        logger.info("%spredictions: %s and %s", tag, summary["predictions_csv"], summary["predictions_pt"])
         if t.VIEW_SWEEP:
             rows = view_sweep(records, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS, t.ENSEMBLE_METHOD)
             summary["view_sweep"] = rows
             logger.info("%sview sweep (same decodes):\n%s", tag, sweep_table(rows))
     return du.broadcast_object(summary)
+
+
+def _report(cfg, records: List[Dict], summary: Dict, class_names, local_videos: int, seconds: float,
+            tag: str) -> None:
+    """The main process's part of the test stage: the predictions files (their paths into ``summary``), the
+    failed videos, the accuracy, keep-rate and timing lines."""
+    import os
+
+    t = cfg.TEST
+    views = t.NUM_ENSEMBLE_VIEWS * t.NUM_SPATIAL_CROPS
+    stem = os.path.abspath(os.path.join(cfg.OUTPUT_DIR, t.SAVE_RESULTS_PATH))
+    summary["predictions_csv"], summary["predictions_pt"] = write_predictions(
+        stem, records, cfg.MODEL.NUM_CLASSES, class_names, 5, t.ENSEMBLE_METHOD, t.SAVE_VIEW_LOGITS)
+    for r in records:
+        if r["error"]:
+            logger.warning("%sfailed video %d %s: %s", tag, r["index"], r["path"], r["error"])
+    logger.info("%stest (%s split, %d clips x %d crops, %s): video top-1 %.2f%%, top-5 %.2f%%, mean class "
+                "accuracy %.2f%% on %d videos (%d failed); %.4f GFLOPs per view (fvcore, 1 MAC = 1 flop), "
+                "x %d views = %.4f GFLOPs per video", tag, t.SPLIT, t.NUM_ENSEMBLE_VIEWS, t.NUM_SPATIAL_CROPS,
+                t.ENSEMBLE_METHOD, summary["video_top1"], summary["video_top5"], summary["mean_class_acc"],
+                summary["videos"], summary["failed"], summary["gflops_per_view"], views,
+                summary["gflops_per_view"] * views)
+    if "keep_rates" in summary:
+        logger.info("%smean keep rate after each group: %s", tag,
+                    ", ".join(f"{k:.3f}" for k in summary["keep_rates"]))
+    logger.info("%stest stage: %d videos x %d views run in %.1f s (decoding, forward and cost)", tag,
+                local_videos, views, seconds)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from functools import partial
+from typing import Callable
 
 import torch
 from fvcore.common.config import CfgNode
@@ -53,19 +55,59 @@ def _fmt(v) -> str:
     return "[" + ", ".join(f"{x:.3f}" for x in v) + "]" if isinstance(v, (list, tuple)) else f"{v:.3f}"
 
 
+@dataclass
+class _IAREDRun:
+    """What every step of an IA-RED² training run shares."""
+
+    cfg: CfgNode
+    info: du.DistInfo
+    model: nn.Module
+    stats: StatsWriter
+    arch: dict
+    train_loader: object
+    val_loader: object
+    normalize: Callable
+    reduce_fn: Callable  # statistics over every process's shard
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+
 def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     """Curriculum (one stage per group, IARED.CURRICULUM_EPOCHS each) + IARED.FINETUNE_EPOCHS of finetuning."""
+    run = _set_up(cfg, dense_checkpoint)
+    ia, model = cfg.IARED, run.model
+    G = model.num_groups
+    logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
+                "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), ia.MODE,
+                ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
+    for stage in range(G):
+        _curriculum_stage(run, stage)
+
+    set_stage(model, FINETUNE)  # every group active from here on
+    run.stats.drop(_rows_from_stage(G))  # an interrupted run's calibration / finetune rows: written again below
+    args = (cfg, model, run.device, run.stats, run.info)
+    calibration = _calibrate(*args, "curriculum", run.reduce_fn) if ia.TARGET_COST > 0 else None
+    if ia.FINETUNE_EPOCHS > 0:
+        _finetune(cfg, model, run.train_loader, run.val_loader, run.device, run.stats, run.arch, run.info,
+                  run.reduce_fn)
+        set_stage(model, FINETUNE)
+        if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
+            calibration = _calibrate(*args, "finetune", run.reduce_fn)
+    return _save_final(run, calibration)
+
+
+def _set_up(cfg: CfgNode, dense_checkpoint: str) -> _IAREDRun:
+    """The IA-RED² model on the dense backbone, its loaders, stats writer and process group."""
     info = init_from_cfg(cfg)
-    device = info.device
-    ia = cfg.IARED
     # the interpreters' initialisation from RNG_SEED alone: the same whether the dense model was trained, tested
     # or loaded in this process before (make demo == the same run with IARED.DENSE_CHECKPOINT)
     torch.manual_seed(cfg.RNG_SEED)
     model = build_iared_model(cfg)
     report = load_checkpoint(dense_checkpoint, model)  # strict: only the interpreters may be missing
     logger.info("IA-RED²: backbone from %s (%d tensors loaded)", dense_checkpoint, len(report.loaded))
-    model.to(device)
-    arch = _arch(cfg)
+    model.to(info.device)
     stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
     if info.is_main:
         for path in ckpt_io.remove_stale_temporaries(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR)):
@@ -73,72 +115,71 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size)
     normalize = build_normalizer(cfg)  # DATA.NORMALIZE_ON_DEVICE: uint8 clips, normalised on the device
-    G = model.num_groups
-    mode = ia.MODE
-    reduce_fn = partial(du.all_reduce_sum, device=device)  # statistics over every process's shard
+    return _IAREDRun(cfg, info, model, stats, _arch(cfg), train_loader, val_loader, normalize,
+                     partial(du.all_reduce_sum, device=info.device))
+
+
+def _curriculum_stage(run: _IAREDRun, stage: int) -> None:
+    """Train interpreter ``stage`` for IARED.CURRICULUM_EPOCHS (or resume it from its stage checkpoint)."""
+    cfg, model, ia = run.cfg, run.model, run.cfg.IARED
+    path = ckpt_io.stage_checkpoint_path(cfg.OUTPUT_DIR, stage)
+    if cfg.TRAIN.AUTO_RESUME and os.path.isfile(path):
+        load_checkpoint(path, model)
+        logger.info("IA-RED² stage %d: resumed from %s", stage, path)
+        return
+    dropped = run.stats.drop(_rows_from_stage(stage))
+    if dropped:
+        logger.info("stats.jsonl: dropped %d rows of an interrupted run from curriculum stage %d on", dropped, stage)
+    trainable = set_stage(model, stage)
+    optimizer = build_optimizer(model, "adamw", ia.BASE_LR, 0.0)
+    logger.info("IA-RED² stage %d: training %d tensors (%s ...)", stage, len(trainable), trainable[0])
+    for epoch in range(ia.CURRICULUM_EPOCHS):
+        _curriculum_epoch(run, stage, epoch, optimizer)
+    # the interpreter's gradients are averaged by hand (curriculum._all_reduce_grads), not by DDP
+    du.check_replicas_equal([p for p in model.parameters() if p.requires_grad],
+                            f"IA-RED² stage {stage}: the trained interpreter")
+    if run.info.is_main:
+        ckpt_io.save_checkpoint(path, model, stage + 1, None, None, cfg.dump(), run.arch)
+    du.barrier()
+
+
+def _curriculum_epoch(run: _IAREDRun, stage: int, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+    """One REINFORCE epoch of interpreter ``stage``, its val figures, logged and written to stats.jsonl."""
+    cfg, ia = run.cfg, run.cfg.IARED
+    epochs = ia.CURRICULUM_EPOCHS
     # TRAIN.MIXED_PRECISION: the curriculum's forwards under bf16 autocast (float32 otherwise)
-    pdtype = policy_dtype(train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE))
-    logger.info("IA-RED² curriculum: %d stages x %d epochs, groups %s, policy %s (threshold %.2f), tau %.2f, "
-                "baseline %s, interpreter lr %.2e, execution %s", G, ia.CURRICULUM_EPOCHS, list(ia.GROUPS), mode,
-                ia.THRESHOLD, ia.TAU, ia.BASELINE, ia.BASE_LR, ia.EXECUTION)
+    pdtype = policy_dtype(train_dtype(run.device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE))
+    torch.manual_seed(cfg.RNG_SEED + 1000 * (stage + 1) + epoch)
+    # draws of their own, the same on resumption (distinct from the dense epochs' while MAX_EPOCH < 1000)
+    set_loader_epoch(run.train_loader, 1000 * (stage + 1) + epoch)
+    t0 = time.perf_counter()
+    # cosine decay of the interpreter's learning rate within the stage
+    lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
+    tr = curriculum_epoch(run.model, run.train_loader, optimizer, stage, ia.MODE, ia.TAU, ia.BASELINE, run.device,
+                          lr, run.reduce_fn, pdtype, run.normalize)
+    val = evaluate_policies(run.model, run.val_loader, run.device, stage, ia.MODE, ia.TAU, run.reduce_fn, pdtype,
+                            run.normalize)
+    logger.info(
+        "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
+        "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, block cost (analytic) %.3f, %.0f s",
+        stage, epoch + 1, epochs, tr["reward"], tr["top1_sampled"], _fmt(tr["keep_rates"]),
+        val.get("top1_sampled", -1), val.get("top1_threshold", -1), _fmt(val.get("keep_rates_threshold", [])),
+        val.get("cost_fraction_threshold", -1), time.perf_counter() - t0)
+    run.stats.write({"stage": "iared_curriculum", "curriculum_stage": stage, "epoch": epoch + 1, "lr": lr,
+                     **{f"train_{k}": v for k, v in tr.items()},
+                     **{f"keep_rate_g{g}": v for g, v in enumerate(tr["keep_rates"])}})
+    run.stats.write({"stage": "iared_val", "curriculum_stage": stage, "epoch": epoch + 1, **val})
 
-    for stage in range(G):
-        path = ckpt_io.stage_checkpoint_path(cfg.OUTPUT_DIR, stage)
-        if cfg.TRAIN.AUTO_RESUME and os.path.isfile(path):
-            load_checkpoint(path, model)
-            logger.info("IA-RED² stage %d: resumed from %s", stage, path)
-            continue
-        dropped = stats.drop(_rows_from_stage(stage))
-        if dropped:
-            logger.info("stats.jsonl: dropped %d rows of an interrupted run from curriculum stage %d on", dropped, stage)
-        trainable = set_stage(model, stage)
-        optimizer = build_optimizer(model, "adamw", ia.BASE_LR, 0.0)
-        logger.info("IA-RED² stage %d: training %d tensors (%s ...)", stage, len(trainable), trainable[0])
-        epochs = ia.CURRICULUM_EPOCHS
-        for epoch in range(epochs):
-            torch.manual_seed(cfg.RNG_SEED + 1000 * (stage + 1) + epoch)
-            # draws of their own, the same on resumption (distinct from the dense epochs' while MAX_EPOCH < 1000)
-            set_loader_epoch(train_loader, 1000 * (stage + 1) + epoch)
-            t0 = time.perf_counter()
-            # cosine decay of the interpreter's learning rate within the stage
-            lr = lr_at_epoch(epoch, "cosine", ia.BASE_LR, epochs, cosine_end_lr=0.1 * ia.BASE_LR)
-            tr = curriculum_epoch(model, train_loader, optimizer, stage, mode, ia.TAU, ia.BASELINE, device, lr,
-                                  reduce_fn, pdtype, normalize)
-            val = evaluate_policies(model, val_loader, device, stage, mode, ia.TAU, reduce_fn, pdtype, normalize)
-            logger.info(
-                "IA-RED² stage %d epoch %d/%d: train reward %.3f, top-1 (sampled) %.2f%%, keep %s | val top-1 "
-                "sampled %.2f%% / threshold %.2f%%, keep (threshold) %s, block cost (analytic) %.3f, %.0f s",
-                stage, epoch + 1, epochs, tr["reward"], tr["top1_sampled"], _fmt(tr["keep_rates"]),
-                val.get("top1_sampled", -1), val.get("top1_threshold", -1), _fmt(val.get("keep_rates_threshold", [])),
-                val.get("cost_fraction_threshold", -1), time.perf_counter() - t0)
-            stats.write({"stage": "iared_curriculum", "curriculum_stage": stage, "epoch": epoch + 1, "lr": lr,
-                         **{f"train_{k}": v for k, v in tr.items()},
-                         **{f"keep_rate_g{g}": v for g, v in enumerate(tr["keep_rates"])}})
-            stats.write({"stage": "iared_val", "curriculum_stage": stage, "epoch": epoch + 1, **val})
-        # the interpreter's gradients are averaged by hand (curriculum._all_reduce_grads), not by DDP
-        du.check_replicas_equal([p for p in model.parameters() if p.requires_grad],
-                                f"IA-RED² stage {stage}: the trained interpreter")
-        if info.is_main:
-            ckpt_io.save_checkpoint(path, model, stage + 1, None, None, cfg.dump(), arch)
-        du.barrier()
 
-    set_stage(model, FINETUNE)  # every group active from here on
-    stats.drop(_rows_from_stage(G))  # an interrupted run's calibration / finetune rows: written again below
-    calibration = None
-    if ia.TARGET_COST > 0:
-        calibration = _calibrate(cfg, model, device, stats, info, "curriculum", reduce_fn)
-    if ia.FINETUNE_EPOCHS > 0:
-        _finetune(cfg, model, train_loader, val_loader, device, stats, arch, info, reduce_fn)
-        set_stage(model, FINETUNE)
-        if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
-            calibration = _calibrate(cfg, model, device, stats, info, "finetune", reduce_fn)
-
+def _save_final(run: _IAREDRun, calibration) -> str:
+    """checkpoints/checkpoint_iared.pyth with the calibration record (every process holds the same model)."""
+    model = run.model
     du.check_replicas_equal(list(model.parameters()) + [torch.tensor(model.threshold, dtype=torch.float64)],
                             "IA-RED² final model (parameters and threshold)")
-    final = ckpt_io.final_checkpoint_path(cfg.OUTPUT_DIR)
-    if info.is_main:
+    final = ckpt_io.final_checkpoint_path(run.cfg.OUTPUT_DIR)
+    if run.info.is_main:
         extra = {ckpt_io.CALIBRATION_KEY: calibration.record()} if calibration is not None else None
-        ckpt_io.save_checkpoint(final, model, G, None, None, cfg.dump(), arch, extra=extra)
+        ckpt_io.save_checkpoint(final, model, model.num_groups, None, None, run.cfg.dump(), run.arch, extra=extra)
     du.barrier()
     for p in model.parameters():
         p.requires_grad_(True)

@@ -32,11 +32,8 @@ class Block(nn.Module):
         dim: int,
         num_heads: int,
         mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        qk_scale: Optional[float] = None,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
+        qkv_bias: bool = False, qk_scale: Optional[float] = None,  # the attention's
+        drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,  # rates
         act_layer: Callable[..., nn.Module] = nn.GELU,
         norm_layer: Callable[..., nn.Module] = partial(nn.LayerNorm, eps=1e-6),
         attention_type: str = "divided_space_time",
