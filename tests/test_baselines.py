@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from video_iared.benchmarks.method_benchmark import variant_gflops
+from video_iared.benchmarks.method_measure import variant_gflops
 from video_iared.models.timesformer import TimeSformer
 from video_iared.baselines.token_reduction import (
     TokenReductionTimeSformer,

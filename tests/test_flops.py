@@ -133,9 +133,10 @@ def test_tools_flops_machine_line():
 
 
 def test_speed_benchmark_rows():
-    from video_iared.benchmarks.speed import ModelVariant, benchmark_variants, explicit_attention_variant, format_speed_table
+    from video_iared.benchmarks.speed import benchmark_variants, explicit_attention_variant, format_speed_table
+    from video_iared.benchmarks.variant import Variant
 
-    dense = ModelVariant("dense", tiny())
+    dense = Variant("dense", tiny())
     rows = benchmark_variants([dense, explicit_attention_variant(dense)], [1, 2], num_frames=4, crop_size=32,
                               warmup=1, reps=2)
     assert [(r.name, r.batch_size) for r in rows] == [("dense", 1), ("dense explicit-attn", 1), ("dense", 2),

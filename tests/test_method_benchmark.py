@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine_fixtures import ROOT, load_tool, make_dataset, tiny_cfg, tiny_opts
-from video_iared.benchmarks.method_benchmark import (
+from video_iared.benchmarks.method_variants import (
     ratio_token_fraction,
     tome_r_for_fraction,
     tome_token_counts,
@@ -167,11 +167,8 @@ def test_finetune_of_an_iared_row_trains_at_its_budget_with_the_interpreters_fro
 def test_methods_benchmark_finetunes_the_comparison_rows(synthetic_dataset, tmp_path):
     """--finetune-epochs: every comparison row gets its own finetuned copy; the IA-RED² keep_ratio rows start from
     the curriculum's last stage checkpoint with the interpreters frozen; the threshold rows stay as trained."""
-    from video_iared.benchmarks.method_benchmark import (
-        MethodBenchmarkOptions,
-        last_stage_checkpoint,
-        run_method_benchmark,
-    )
+    from video_iared.benchmarks.method_benchmark import MethodBenchmarkOptions, run_method_benchmark
+    from video_iared.benchmarks.method_weights import last_stage_checkpoint
     from video_iared.checkpoint.io import save_checkpoint
     from video_iared.build import timesformer_kwargs
     from video_iared.models.timesformer import TimeSformer

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from video_iared.benchmarks.end_to_end import format_end_to_end_table, make_video_folder, run_end_to_end
 from video_iared.benchmarks.precision_check import (interpreters_in_float32, kept_set_agreement,
                                                   video_prediction_agreement)
-from video_iared.benchmarks.speed import PrecisionVariant, benchmark_precisions, format_precision_table
+from video_iared.benchmarks.speed import benchmark_variants, format_precision_table
+from video_iared.benchmarks.variant import Variant
 from video_iared.engine.ensemble import ensemble_views
 from video_iared.utils.precision import (PrecisionError, float32_forward, float32_islands, float32_softmax,
                                           forward_precision,
@@ -156,12 +157,13 @@ def test_video_prediction_agreement_on_decoded_views(videos):
 
 
 # ----------------------------------------------------------------------------- speed and end-to-end
-def test_benchmark_precisions_interleaves_rows_and_refuses_fp16_on_cpu():
+def test_benchmark_variants_at_several_precisions_interleaves_rows_and_refuses_fp16_on_cpu():
     torch.manual_seed(0)
-    variants = [PrecisionVariant("dense", TimeSformer(**KW), 1.0), PrecisionVariant("iared keep 0.5", _iared("keep_ratio"), 0.5)]
+    variants = [Variant("dense", TimeSformer(**KW), gflops=1.0),
+                Variant("iared keep 0.5", _iared("keep_ratio"), keep_ratio=0.5, gflops=0.5)]
     with pytest.raises(PrecisionError, match="--precision fp16"):
-        benchmark_precisions(variants, ["fp32", "fp16"], [1], T, SIZE, reps=1)
-    res = benchmark_precisions(variants, ["fp32", "bf16"], [1, 2], T, SIZE, warmup=0, reps=2)
+        benchmark_variants(variants, [1], T, SIZE, reps=1, precisions=["fp32", "fp16"])
+    res = benchmark_variants(variants, [1, 2], T, SIZE, warmup=0, reps=2, precisions=["fp32", "bf16"])
     assert [(r.name, r.precision, r.batch_size) for r in res] == [
         ("dense", "fp32", 1), ("iared keep 0.5", "fp32", 1), ("dense", "bf16", 1), ("iared keep 0.5", "bf16", 1),
         ("dense", "fp32", 2), ("iared keep 0.5", "fp32", 2), ("dense", "bf16", 2), ("iared keep 0.5", "bf16", 2)]

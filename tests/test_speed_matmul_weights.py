@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from video_iared.benchmarks.speed import PrecisionVariant, benchmark_precisions
+from video_iared.benchmarks.speed import benchmark_variants
+from video_iared.benchmarks.variant import Variant
 from video_iared.engine.multiview_test import iared_forward, run_multiview
 from video_iared.utils.precision import float32_weights, inference_precision, matmul_weights_in
 from video_iared.models.timesformer import TimeSformer
@@ -150,8 +151,8 @@ def test_inference_precision_and_the_benchmark_leave_float32_weights():
         assert torch.is_autocast_enabled("cpu") and dense.blocks[0].attn.proj.weight.dtype == torch.bfloat16
     with inference_precision(dense, "fp32", "cpu"):
         assert not torch.is_autocast_enabled("cpu") and dense.blocks[0].attn.proj.weight.dtype == torch.float32
-    variants = [PrecisionVariant("dense", dense), PrecisionVariant("iared", pruned)]
-    benchmark_precisions(variants, ["fp32", "bf16"], [1], T, SIZE, warmup=1, reps=1)
+    variants = [Variant("dense", dense), Variant("iared", pruned)]
+    benchmark_variants(variants, [1], T, SIZE, warmup=1, reps=1, precisions=["fp32", "bf16"])
     for m, snap in zip((dense, pruned), snaps):
         _assert_restored(m, snap)
 

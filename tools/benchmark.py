@@ -61,7 +61,9 @@ if not __package__:  # a script of the checkout (installed, this file is the mod
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: the shared and --speed / --gpu-check / --end-to-end options, --methods', the allocator
+    and the KEY VALUE overrides."""
     from video_iared.config import config_help
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,6 +98,18 @@ def main(argv=None) -> int:
                    help="time decode + transforms + model of batch clip inference on the videos of FOLDER")
     p.add_argument("--videos", type=int, default=8, help="--end-to-end: write this many 320p videos first (0: use FOLDER's)")
     p.add_argument("--e2e-batch", type=int, default=4, help="--end-to-end: videos per batch (their views run TEST.VIEWS_PER_CHUNK at a time)")
+    _add_method_options(p)
+    p.add_argument("--malloc", choices=["retain", "default"], default="retain",
+                   help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "
+                        "dense TimeSformer-B 8 %% faster here), the fair baseline; default: the C library's defaults "
+                        "(video_iared.utils.malloc)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                   help="KEY VALUE config overrides, after every option (also accepted right after the config file)")
+    return p
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """The --methods benchmark's options (benchmarks.method_benchmark.MethodBenchmarkOptions)."""
     p.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
                    help="token-reduction methods side by side (none listed: all of dense random evit tome "
                         "iared_ratio iared_threshold)")
@@ -120,12 +134,10 @@ def main(argv=None) -> int:
                         "accuracy (0: as they are); every finetuned row holds its own copy of the weights "
                         "(TimeSformer-B: ~0.5 GB each)")
     p.add_argument("--out-dir", default="", help="--methods: output folder (default OUTPUT_DIR/method_benchmark)")
-    p.add_argument("--malloc", choices=["retain", "default"], default="retain",
-                   help="retain: keep freed memory in the process (glibc mallopt; no page faults per forward pass, "
-                        "dense TimeSformer-B 8 %% faster here), the fair baseline; default: the C library's defaults "
-                        "(video_iared.utils.malloc)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, default=[],
-                   help="KEY VALUE config overrides, after every option (also accepted right after the config file)")
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     _check_override_placement(p, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
@@ -147,39 +159,16 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(cfg.NUM_THREADS)
-    from video_iared.benchmarks.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
     from video_iared.engine.device import device_from_cfg
     from video_iared.utils.precision import PrecisionError, precision_dtype
 
-    keep = [0.7] if args.keep_ratios is None else args.keep_ratios
-    compile_model = args.compile or cfg.TEST.COMPILE
     try:
         for prec in args.precision:  # fp16 on the cpu: refused before any model is built
             precision_dtype(prec, device_from_cfg(cfg), key="--precision")
-        if args.speed and cfg.IARED.ENABLE and args.precision == ["fp32"] and not compile_model:
-            # IA-RED² config: dense and keep_ratio rows side by side, speed-up vs fvcore GFLOPs speed-up; the
-            # last line is machine readable (video_iared.benchmarks.keep_ratio_speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
-            from video_iared.benchmarks.keep_ratio_speed import run_from_args
-
-            run_from_args(cfg, args.keep_ratios or None, args.batch_sizes, args.warmup, args.reps)
-        elif args.speed and len(args.precision) == 1 and args.keep_ratios is None and not compile_model:
-            results = run_speed_benchmark(cfg, args.batch_sizes or [1, 4], args.warmup, args.reps, args.precision[0],
-                                          with_explicit=args.with_explicit)
-            print(format_speed_table(results))
-        elif args.speed:
-            warmup = 1 if args.warmup is None else args.warmup
-            reps = cfg.BENCHMARK.NUM_ITERS if args.reps is None else args.reps
-            precision_speed_from_cfg(cfg, args.precision, args.batch_sizes or [1, 4], keep, warmup, reps, compile_model,
-                                     args.fp32_islands)
-        if args.speed and args.onnx:  # ONNX Runtime vs eager, dense and keep ratios (video_iared.deploy)
-            from video_iared.deploy.onnx_export import ExportError, onnx_speed_rows
-
-            try:
-                onnx_speed_rows(cfg, args.keep_ratios or [0.7], args.batch_sizes or [1],
-                                1 if args.warmup is None else args.warmup, 3 if args.reps is None else args.reps)
-            except ExportError as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 1
+        if args.speed:
+            rc = _speed(cfg, args)
+            if rc:
+                return rc
         if args.gpu_check:
             from video_iared.benchmarks.gpu_check import run_gpu_check
 
@@ -190,23 +179,61 @@ def main(argv=None) -> int:
 
             end_to_end_from_cfg(cfg, args.end_to_end, args.videos, args.precision,
                                 [0.7, 0.5] if args.keep_ratios is None else args.keep_ratios, args.e2e_batch,
-                                compile_model=compile_model)
+                                compile_model=args.compile or cfg.TEST.COMPILE)
         if args.methods is not None:
-            from video_iared.benchmarks.method_benchmark import (ALL_METHODS, MethodBenchmarkOptions,
-                                                               run_method_benchmark)
-
-            run_method_benchmark(cfg, MethodBenchmarkOptions(
-                methods=args.methods or list(ALL_METHODS), thresholds=args.thresholds, tome_r=args.tome_r,
-                keep_ratios=args.keep_ratios or [0.7, 0.5, 0.3], dense_checkpoint=args.dense_checkpoint,
-                iared_checkpoint=args.iared_checkpoint, accuracy=not args.no_accuracy, max_videos=args.max_videos,
-                gflops_views=args.gflops_views, batch_sizes=args.method_batch_sizes,
-                warmup=1 if args.warmup is None else args.warmup, reps=3 if args.reps is None else args.reps,
-                precision=args.precision[0], out_dir=args.out_dir, quick=args.quick,
-                finetune_epochs=args.finetune_epochs, iared_curriculum_checkpoint=args.iared_curriculum_checkpoint))
+            _methods(cfg, args)
     except PrecisionError as e:
         print(f"precision error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _speed(cfg, args: argparse.Namespace) -> int:
+    """--speed: the keep-ratio table (IA-RED² config, fp32), the dense table (one precision) or the precision table;
+    then, with --onnx, ONNX Runtime beside eager. Returns the exit status (1: the export failed)."""
+    from video_iared.benchmarks.speed import format_speed_table, precision_speed_from_cfg, run_speed_benchmark
+
+    compile_model = args.compile or cfg.TEST.COMPILE
+    if cfg.IARED.ENABLE and args.precision == ["fp32"] and not compile_model:
+        # IA-RED² config: dense and keep_ratio rows side by side, speed-up vs fvcore GFLOPs speed-up; the
+        # last line is machine readable (video_iared.benchmarks.keep_ratio_speed). Defaults: keep 0.7 0.5 0.3, batch 1 8.
+        from video_iared.benchmarks.keep_ratio_speed import run_from_args
+
+        run_from_args(cfg, args.keep_ratios or None, args.batch_sizes, args.warmup, args.reps)
+    elif len(args.precision) == 1 and args.keep_ratios is None and not compile_model:
+        results = run_speed_benchmark(cfg, args.batch_sizes or [1, 4], args.warmup, args.reps, args.precision[0],
+                                      with_explicit=args.with_explicit)
+        print(format_speed_table(results))
+    else:
+        warmup = 1 if args.warmup is None else args.warmup
+        reps = cfg.BENCHMARK.NUM_ITERS if args.reps is None else args.reps
+        keep = [0.7] if args.keep_ratios is None else args.keep_ratios
+        precision_speed_from_cfg(cfg, args.precision, args.batch_sizes or [1, 4], keep, warmup, reps, compile_model,
+                                 args.fp32_islands)
+    if args.onnx:  # ONNX Runtime vs eager, dense and keep ratios (video_iared.deploy)
+        from video_iared.deploy.onnx_export import ExportError, onnx_speed_rows
+
+        try:
+            onnx_speed_rows(cfg, args.keep_ratios or [0.7], args.batch_sizes or [1],
+                            1 if args.warmup is None else args.warmup, 3 if args.reps is None else args.reps)
+        except ExportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _methods(cfg, args: argparse.Namespace) -> None:
+    """--methods: the token-reduction methods side by side (benchmarks.method_benchmark)."""
+    from video_iared.benchmarks.method_benchmark import ALL_METHODS, MethodBenchmarkOptions, run_method_benchmark
+
+    run_method_benchmark(cfg, MethodBenchmarkOptions(
+        methods=args.methods or list(ALL_METHODS), thresholds=args.thresholds, tome_r=args.tome_r,
+        keep_ratios=args.keep_ratios or [0.7, 0.5, 0.3], dense_checkpoint=args.dense_checkpoint,
+        iared_checkpoint=args.iared_checkpoint, accuracy=not args.no_accuracy, max_videos=args.max_videos,
+        gflops_views=args.gflops_views, batch_sizes=args.method_batch_sizes,
+        warmup=1 if args.warmup is None else args.warmup, reps=3 if args.reps is None else args.reps,
+        precision=args.precision[0], out_dir=args.out_dir, quick=args.quick,
+        finetune_epochs=args.finetune_epochs, iared_curriculum_checkpoint=args.iared_curriculum_checkpoint))
 
 
 def _check_override_placement(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

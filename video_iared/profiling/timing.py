@@ -1,11 +1,13 @@
 """The one timing loop: wall-clock and process CPU seconds of forward passes, round-robin over models.
 
 Takes models, imports no model code: every speed table (``benchmarks``), the ONNX comparison (``deploy``) and the
-method benchmark time their forwards here. Low precision is entered per call (``utils.precision``).
+method benchmark time their forwards here (``round_robin`` on given clips, ``interleaved_speed`` on seeded random
+ones). Low precision is entered per call (``utils.precision``).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import statistics
 import time
@@ -14,7 +16,9 @@ from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from video_iared.profiling.memory import PeakMemory
 from video_iared.utils.precision import inference_precision
 
 logger = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ class SpeedResult:
     precision: str
     times_s: List[float] = field(default_factory=list)
     cpu_times_s: List[float] = field(default_factory=list)  # process CPU time: cpu/wall ~ cores actually used
+    peak_mem_mb: float = math.nan  # round_robin(memory=True): the first timed pass's peak above the level before it
 
     @property
     def median_s(self) -> float:
@@ -77,14 +82,31 @@ def time_once(model: nn.Module, clip: torch.Tensor, precision: str) -> Tuple[flo
         return time.perf_counter() - w0, time.process_time() - c0
 
 
-def time_forward(model: nn.Module, clip: torch.Tensor, warmup: int, reps: int, precision: str = "fp32") -> List[float]:
-    """Seconds of each of ``reps`` forward passes of ``model`` on ``clip`` (B, C, T, H, W), after ``warmup``."""
-    if reps < 1:
-        raise ValueError(f"reps must be >= 1, got {reps}")
-    model.eval()
-    for _ in range(warmup):
-        time_once(model, clip, precision)
-    return [time_once(model, clip, precision)[0] for _ in range(reps)]
+def round_robin(pairs: Sequence[Tuple[str, nn.Module, str]], clip: torch.Tensor, warmup: int, reps: int,
+                memory: bool = False, progress: bool = False) -> List[SpeedResult]:
+    """Time (name, model, precision) pairs on one clip (B, C, T, H, W): ``warmup`` untimed rounds, then ``reps``
+    timed rounds, each round one pass of every pair in turn (so a change of machine load hits all of them alike).
+
+    ``memory``: the first timed pass of each pair also records its peak memory (``profiling.memory.PeakMemory``,
+    ``SpeedResult.peak_mem_mb``). ``progress``: tqdm bars for the warm-up and the timed rounds.
+    """
+    bs = clip.shape[0]
+    for _ in tqdm(range(warmup), desc=f"warm-up batch {bs}", leave=False, dynamic_ncols=True,
+                  disable=not (progress and warmup)):
+        for _, model, precision in pairs:
+            time_once(model, clip, precision)
+    rows = [SpeedResult(name, bs, precision) for name, _, precision in pairs]
+    for rep in tqdm(range(reps), desc=f"timing batch {bs} (interleaved)", dynamic_ncols=True, disable=not progress):
+        for (_, model, precision), row in zip(pairs, rows):
+            if memory and rep == 0:
+                with PeakMemory(clip.device) as mem:
+                    wall, cpu = time_once(model, clip, precision)
+                row.peak_mem_mb = mem.peak_mb
+            else:
+                wall, cpu = time_once(model, clip, precision)
+            row.times_s.append(wall)
+            row.cpu_times_s.append(cpu)
+    return rows
 
 
 def interleaved_speed(
@@ -98,8 +120,9 @@ def interleaved_speed(
     device: str,
     seed: int,
 ) -> List[SpeedResult]:
-    """The timing loop shared by the speed benchmarks (``benchmarks.speed``, ``benchmarks.keep_ratio_speed``, ``deploy``): (name, model, precision) pairs, round-robin within
-    each batch size on the same seeded random clip; one SpeedResult per pair and batch size, batch-major."""
+    """The speed tables' form of ``round_robin``: the models moved to ``device`` in eval mode, then at every batch
+    size a seeded random clip (B, in_chans, num_frames, crop, crop) and its warm-up and timed rounds, each result
+    logged as its ``speed ...`` line; one SpeedResult per pair and batch size, batch-major."""
     if reps < 1:
         raise ValueError(f"reps must be >= 1, got {reps}")
     gen = torch.Generator().manual_seed(seed)
@@ -108,15 +131,7 @@ def interleaved_speed(
     results: List[SpeedResult] = []
     for bs in batch_sizes:
         clip = torch.randn(bs, in_chans, num_frames, crop_size, crop_size, generator=gen).to(device)
-        for _ in range(warmup):
-            for _, model, precision in pairs:
-                time_once(model, clip, precision)
-        rows = [SpeedResult(name, bs, precision) for name, _, precision in pairs]
-        for _ in range(reps):
-            for (_, model, precision), row in zip(pairs, rows):
-                wall, cpu = time_once(model, clip, precision)
-                row.times_s.append(wall)
-                row.cpu_times_s.append(cpu)
+        rows = round_robin(pairs, clip, warmup, reps)
         for row in rows:
             logger.info(row.line())
         results.extend(rows)

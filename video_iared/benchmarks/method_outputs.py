@@ -1,0 +1,139 @@
+"""The method benchmark's outputs: ``methods.csv``, ``methods.md`` (printed too), ``methods.json``,
+``acc_vs_gflops.png`` and ``acc_vs_latency.png``."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+from typing import List, Optional, Sequence
+
+import torch
+
+from video_iared.benchmarks.method_options import MethodBenchmarkOptions
+from video_iared.benchmarks.method_variants import ALL_METHODS, LABELS
+from video_iared.benchmarks.variant import Variant
+
+
+def csv_columns(batch_sizes: Sequence[int]) -> List[str]:
+    """The CSV header: identity, accuracy, GFLOPs, then per batch size ms/clip (median, min, max) and clips/s."""
+    cols = ["method", "budget", "token_fraction", "top1", "top5", "gflops", "gflops_min", "gflops_max", "gflops_views"]
+    for bs in batch_sizes:
+        cols += [f"ms_b{bs}", f"ms_b{bs}_min", f"ms_b{bs}_max", f"clips_per_s_b{bs}"]
+    return cols + ["peak_mem_mb", "finetune_epochs"]
+
+
+def _fmt(v, nd: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def write_csv(variants: Sequence[Variant], path: str, batch_sizes: Sequence[int]) -> None:
+    cols = csv_columns(batch_sizes)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for v in variants:
+            row = v.row()
+            w.writerow([row.get(c, "") for c in cols])
+
+
+def markdown_table(variants: Sequence[Variant], batch_sizes: Sequence[int]) -> str:
+    """The human table: accuracy, GFLOPs, latency with spread, throughput, memory."""
+    dense = next((v for v in variants if v.method == "dense"), None)
+    head = ["method", "budget", "tokens", "top-1 %", "GFLOPs/view", "GFLOPs x"]
+    for bs in batch_sizes:
+        head += [f"ms/clip b{bs} (min–max)", f"clips/s b{bs}"]
+    head += ["speed-up b1", "peak MB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in variants:
+        r = v.results
+        g = r.get("gflops")
+        gx = dense.results["gflops"] / g if dense and g else math.nan
+        label = LABELS.get(v.method, v.method) + (f" (+{r['finetune_epochs']} ep)" if r.get("finetune_epochs") else "")
+        cells = [label, v.budget or "–", _fmt(v.token_fraction, 3), _fmt(r.get("top1")),
+                 _fmt(g, 4), _fmt(gx)]
+        for bs in batch_sizes:
+            spread = f"{_fmt(r.get(f'ms_b{bs}_min'), 1)}–{_fmt(r.get(f'ms_b{bs}_max'), 1)}"
+            cells += [f"{_fmt(r.get(f'ms_b{bs}'), 1)} ({spread})", _fmt(r.get(f"clips_per_s_b{bs}"), 1)]
+        b1 = r.get(f"ms_b{batch_sizes[0]}")
+        sp = dense.results.get(f"ms_b{batch_sizes[0]}") / b1 if dense and b1 else math.nan
+        cells += [_fmt(sp), _fmt(r.get("peak_mem_mb"), 1)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(variants: Sequence[Variant], x_key: str, x_label: str, path: str, title: str) -> Optional[str]:
+    """Top-1 against ``x_key`` for every method (one line each, dense as a point); None if nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [v for v in variants if not math.isnan(v.results.get("top1", math.nan)) and x_key in v.results]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    markers = {"dense": "*", "random": "x", "evit": "s", "tome": "^", "iared_ratio": "o", "iared_threshold": "D"}
+    for method in ALL_METHODS:
+        mv = sorted((v for v in pts if v.method == method), key=lambda v: v.results[x_key])
+        if not mv:
+            continue
+        xs, ys = [v.results[x_key] for v in mv], [v.results["top1"] for v in mv]
+        style = dict(marker=markers[method], label=LABELS[method])
+        if method == "dense":
+            ax.scatter(xs, ys, s=160, color="black", zorder=5, **style)
+        else:
+            ax.plot(xs, ys, linestyle="-", **style)
+        for v in mv:
+            if v.budget:
+                ax.annotate(v.budget, (v.results[x_key], v.results["top1"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("video top-1 (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions, out_dir: str, weights_note: str,
+                  clip_source: str, mem_note: str, before: str, after: str, device: torch.device,
+                  finetune_note: str = "") -> List[Variant]:
+    """methods.csv / .md / .json and the two plots into ``out_dir``; prints the Markdown table."""
+    bs = list(opts.batch_sizes)
+    table = markdown_table(variants, bs)
+    model = (f"TimeSformer {cfg.TIMESFORMER.ATTENTION_TYPE}, dim {cfg.TIMESFORMER.EMBED_DIM}, depth "
+             f"{cfg.TIMESFORMER.DEPTH}, {cfg.DATA.NUM_FRAMES}x{cfg.DATA.TEST_CROP_SIZE}, patch "
+             f"{cfg.TIMESFORMER.PATCH_SIZE}, groups {list(cfg.IARED.GROUPS)}")
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+               f"{device}")
+    notes = [
+        f"model: {model}; {weights_note}",
+        f"accuracy: video top-1 on TEST.SPLIT {cfg.TEST.SPLIT} ({cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x "
+        f"{cfg.TEST.NUM_SPATIAL_CROPS} crops, mean softmax)" if opts.accuracy else "accuracy: not measured",
+        f"GFLOPs: fvcore (1 multiply-add = 1 flop, i.e. GMACs) per view, mean over {opts.gflops_views} {clip_source}",
+        f"timing: {clip_source}, {opts.precision}, warm-up {opts.warmup}, {opts.reps} reps interleaved across "
+        f"variants, median (min–max) ms per clip; tokens = mean fraction of patch tokens per block",
+        f"memory: {mem_note}",
+        f"machine: {machine}; before: {before}; after: {after}",
+    ] + ([finetune_note] if finetune_note else [])
+    md = "\n".join(["# Token-reduction methods side by side", ""] + [f"- {n}" for n in notes] + ["", table, ""])
+    with open(os.path.join(out_dir, "methods.md"), "w") as f:
+        f.write(md)
+    write_csv(variants, os.path.join(out_dir, "methods.csv"), bs)
+    with open(os.path.join(out_dir, "methods.json"), "w") as f:
+        json.dump({"notes": notes, "rows": [v.row() for v in variants]}, f, indent=1, default=float)
+    title = f"{model}\n{cfg.TEST.SPLIT} split, {machine}"
+    plot(variants, "gflops", "fvcore GFLOPs per view (GMACs)", os.path.join(out_dir, "acc_vs_gflops.png"), title)
+    plot(variants, f"ms_b{bs[0]}", f"ms per clip at batch {bs[0]} (median)",
+         os.path.join(out_dir, "acc_vs_latency.png"), title)
+    print(md, flush=True)
+    print(f"method benchmark written to {out_dir} (methods.md, methods.csv, methods.json, acc_vs_gflops.png, "
+          f"acc_vs_latency.png)", flush=True)
+    return list(variants)
