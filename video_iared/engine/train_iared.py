@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -68,6 +68,7 @@ class _IAREDRun:
     val_loader: object
     normalize: Callable
     reduce_fn: Callable  # statistics over every process's shard
+    calibration_clips: Optional[List[dict]] = None  # the calibration's val batches, decoded once per run
 
     @property
     def device(self) -> torch.device:
@@ -87,14 +88,13 @@ def train_iared(cfg: CfgNode, dense_checkpoint: str) -> str:
 
     set_stage(model, FINETUNE)  # every group active from here on
     run.stats.drop(_rows_from_stage(G))  # an interrupted run's calibration / finetune rows: written again below
-    args = (cfg, model, run.device, run.stats, run.info)
-    calibration = _calibrate(*args, "curriculum", run.reduce_fn) if ia.TARGET_COST > 0 else None
+    calibration = _calibrate(run, "curriculum") if ia.TARGET_COST > 0 else None
     if ia.FINETUNE_EPOCHS > 0:
         _finetune(cfg, model, run.train_loader, run.val_loader, run.device, run.stats, run.arch, run.info,
                   run.reduce_fn)
         set_stage(model, FINETUNE)
         if ia.TARGET_COST > 0:  # the finetuned backbone feeds the later interpreters other features
-            calibration = _calibrate(*args, "finetune", run.reduce_fn)
+            calibration = _calibrate(run, "finetune")
     return _save_final(run, calibration)
 
 
@@ -187,19 +187,23 @@ def _save_final(run: _IAREDRun, calibration) -> str:
     return final
 
 
-def _calibrate(cfg: CfgNode, model: nn.Module, device, stats: StatsWriter, info, after: str, reduce_fn):
-    """Raise ``model.threshold`` until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
-    (on IARED.CALIBRATION_VIDEOS val videos; ``reduce_fn`` sums over processes: every process the same answer)."""
-    ia = cfg.IARED
-    loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size, max_videos=ia.CALIBRATION_VIDEOS)
+def _calibrate(run: _IAREDRun, after: str):
+    """Raise the model's threshold until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
+    (on IARED.CALIBRATION_VIDEOS val videos, decoded at the first calibration of the run and held for the next;
+    sums over processes: every process the same answer)."""
+    cfg, model, device, stats, ia = run.cfg, run.model, run.device, run.stats, run.cfg.IARED
     size = cfg.DATA.TEST_CROP_SIZE  # the dense cost depends on the clip's shape only
     probe = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, size, size, device=device)
     dense = dense_gflops(model, probe)
     t0 = time.perf_counter()
+    if run.calibration_clips is None:  # uint8 clips on the host (DATA.NORMALIZE_ON_DEVICE): 308 MB for 256 K400 ones
+        loader = build_loader(cfg, "val", rank=run.info.rank, world_size=run.info.world_size,
+                              max_videos=ia.CALIBRATION_VIDEOS)
+        run.calibration_clips = [b for b in loader if b.get("clip") is not None]
     try:
         # in the test stage's precision: the threshold is calibrated on the decisions the test will make
-        cal = calibrate_threshold(model, loader, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
+        cal = calibrate_threshold(model, run.calibration_clips, device, ia.TARGET_COST, dense, model.threshold,
+                                  reduce_fn=run.reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
                                   dtype=amp_dtype(device, cfg.TEST.PRECISION),
                                   normalizer=build_normalizer(cfg))
     except CalibrationError as e:
