@@ -79,10 +79,10 @@ def test_padded_lengths_only_for_uneven_long_groups():
     assert token_ops._padded_length(197, uneven=False) == 197  # full groups (the dense shape): no mask, no padding
     assert token_ops._padded_length(17, uneven=True) == 17  # short groups: left alone
     full = PackedLayout(torch.ones(1, 4 * 36, dtype=torch.bool), 4, 6, 6)
-    assert full.spatial_groups().length == 37 and bool(full.spatial_groups().valid.all())
+    assert full.spatial_groups().table.shape[1] == 37 and bool(full.spatial_groups().valid.all())
     lay = PackedLayout(_keep(2, 4, 6, 6, 0.9, seed=4), 4, 6, 6)
     sp = lay.spatial_groups()
-    assert sp.length % token_ops.LENGTH_MULTIPLE == 0 and sp.length > int(sp.valid.sum(1).max())
+    assert sp.table.shape[1] % token_ops.LENGTH_MULTIPLE == 0 and sp.table.shape[1] > int(sp.valid.sum(1).max())
 
 
 def test_padded_spatial_attention_equals_attention_per_frame():
@@ -129,7 +129,7 @@ def test_packed_equals_masked_with_padded_groups_and_every_run_length():
     k0 = _keep(2, 8, 8, 8, 0.8, seed=9)
     keeps = [k0, k0 & _keep(2, 8, 8, 8, 0.6, seed=10)]
     lay = PackedLayout(keeps[0], 8, 8, 8)
-    assert lay.spatial_groups().length % 16 == 0 and len(lay.temporal_runs().buckets) >= 5
+    assert lay.spatial_groups().table.shape[1] % 16 == 0 and len(lay.temporal_runs().buckets) >= 5
     out = packed_and_masked(model, x, keeps)
     torch.testing.assert_close(out["packed"], out["masked"], atol=1e-5, rtol=0)
 

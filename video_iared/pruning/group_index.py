@@ -35,10 +35,6 @@ class GroupIndex:
     def num_groups(self) -> int:
         return int(self.table.shape[0])
 
-    @property
-    def length(self) -> int:
-        return int(self.table.shape[1])
-
 
 # Padded group length: groups of unequal lengths (masked anyway) at least PAD_FROM long are padded to a
 # multiple of LENGTH_MULTIPLE. The CPU flash-attention kernel runs much faster on sequence lengths that are
