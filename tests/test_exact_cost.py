@@ -190,7 +190,9 @@ def test_test_stage_forward_counts_without_tracing_and_traces_its_sample(monkeyp
     batches = [[{"index": i, "path": f"v{i}", "label": 0, "views": views[2 * i:2 * i + 2], "error": None}
                 for i in range(2)], [{"index": 2, "path": "v2", "label": 1, "views": views[4:], "error": None}]]
     records = mt.run_multiview(model, batches, torch.device("cpu"), 2, forward_fn=fwd, show_progress=False)
-    assert traced == [2, 1]  # the first 3 views, in the first two chunks; none after
+    assert traced == [] and fwd.sample == []  # put aside during the run, traced after it
+    fwd.trace_sample(model)
+    assert traced == [2, 1]  # the first 3 views, from the first two chunks; none after
     ref = clip_gflops(model, views)
     per_video = [float(ref[:2].mean()), float(ref[2:4].mean()), float(ref[4])]
     assert [r["gflops"] for r in records] == pytest.approx(per_video, rel=1e-6)  # the records hold float32

@@ -169,8 +169,9 @@ def gather_records(records: List[Dict]) -> List[Dict]:
 class IAREDForward:
     """The forward function (a ``ForwardFn``) of an IA-RED² model: logits, keep rates per view, and every view's
     fvcore GFLOPs from the kept sets of that forward (``pruning.exact_cost``: the count fvcore gives tracing the
-    view alone, without a trace). The first ``fvcore_sample`` views are also traced by fvcore (float32 weights,
-    no autocast); ``sample`` holds their (trace-free, fvcore) GFLOPs, for the log.
+    view alone, without a trace). The first ``fvcore_sample`` views are put aside and traced by fvcore after the
+    run (``trace_sample``: float32 weights, no autocast; outside the run's time, as the dense model's one trace);
+    ``sample`` then holds their (trace-free, fvcore) GFLOPs, for the log.
 
     ``gflops_fn(model, views) -> (n,)``, when given, measures every view instead (e.g. ``clip_gflops``: one
     fvcore trace per view, in float32) and no sample is kept.
@@ -180,6 +181,8 @@ class IAREDForward:
         self.fvcore_sample = max(0, int(fvcore_sample))
         self.gflops_fn = gflops_fn
         self.sample: List[Tuple[float, float]] = []
+        self._pending: List[Tuple[torch.Tensor, torch.Tensor]] = []  # (views, trace-free GFLOPs) to trace
+        self._taken = 0
 
     def __call__(self, model: nn.Module, views: torch.Tensor) -> ChunkOutput:
         logits, decisions = model(views, return_decisions=True)
@@ -188,11 +191,19 @@ class IAREDForward:
         if self.gflops_fn is not None:
             return ChunkOutput(logits, _traced(self.gflops_fn, bare, views), keep, decisions)
         gflops = forward_gflops(bare, decisions, views.shape)  # (n,) on the device: no host read, no trace
-        need = self.fvcore_sample - len(self.sample)
+        need = self.fvcore_sample - self._taken
         if need > 0:
-            traced = _traced(clip_gflops, bare, views[:need])
-            self.sample += list(zip(gflops[:need].tolist(), traced.tolist()))
+            self._pending.append((views[:need].detach().clone(), gflops[:need]))
+            self._taken += min(need, views.shape[0])
         return ChunkOutput(logits, gflops, keep, decisions)
+
+    def trace_sample(self, model: nn.Module) -> List[Tuple[float, float]]:
+        """Trace the views put aside during the run, one fvcore trace per view -> ``sample``."""
+        bare = unwrap(model)
+        for views, gflops in self._pending:
+            self.sample += list(zip(gflops.tolist(), _traced(clip_gflops, bare, views).tolist()))
+        self._pending = []
+        return self.sample
 
 
 def _traced(fn: GFlopsFn, model: nn.Module, views: torch.Tensor) -> torch.Tensor:
@@ -232,7 +243,9 @@ def build_test_model(cfg, device: torch.device, checkpoint: str = "", tag: str =
 def _log_iared_cost(records: List[Dict], model: nn.Module, clip: torch.Tensor, forward_fn: IAREDForward,
                     summary: Dict, tag: str) -> Dict:
     """Log the IA-RED² cost of a test run (``cost_report``) and the trace-free count beside fvcore's traces of
-    the sampled views; returns the cost summary dict. ``clip`` (1, C, T, H, W): the shape of a view."""
+    the sampled views (traced here: ``IAREDForward.trace_sample``); returns the cost summary dict. ``clip``
+    (1, C, T, H, W): the shape of a view."""
+    forward_fn.trace_sample(model)
     cost, lines = cost_report(records, model, clip)
     evaluated = sum(r["view_logits"].shape[0] for r in records if r["view_logits"] is not None)
     lines += fvcore_sample_lines(forward_fn.sample, summary["gflops_per_view"], evaluated)
