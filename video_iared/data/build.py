@@ -17,6 +17,7 @@ from .readers import build_reader, check_backend
 from .sampling import ClipSampler
 from .transforms import TestTransform, TrainTransform
 from .video_dataset import VideoClipDataset
+from ..utils.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +78,12 @@ def check_splits(cfg: CfgNode) -> None:
 
 
 def decoding_device(cfg: CfgNode) -> str:
-    """"cuda" when torchcodec decodes for a CUDA run (DEVICE cuda, or auto with a GPU and NUM_GPUS > 0) with the
-    videos read in the main process (DATA_LOADER.NUM_WORKERS 0: forked loader workers cannot initialise CUDA),
-    else "cpu"."""
-    import torch
-
-    if cfg.DATA.DECODING_BACKEND != "torchcodec" or cfg.NUM_GPUS == 0 or cfg.DATA_LOADER.NUM_WORKERS > 0:
+    """"cuda" when torchcodec decodes for a CUDA run (``utils.device.resolve_device``: DEVICE cuda, or auto with a
+    GPU and NUM_GPUS > 0) with the videos read in the main process (DATA_LOADER.NUM_WORKERS 0: forked loader
+    workers cannot initialise CUDA), else "cpu"."""
+    if cfg.DATA.DECODING_BACKEND != "torchcodec" or cfg.DATA_LOADER.NUM_WORKERS > 0:
         return "cpu"
-    return "cuda" if cfg.DEVICE in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
+    return resolve_device(cfg.DEVICE, cfg.NUM_GPUS).type
 
 
 def reader_fn(cfg: CfgNode) -> functools.partial:

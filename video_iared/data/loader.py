@@ -8,6 +8,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
+from ..utils.device import resolve_device
 from .build import build_dataset, build_multiview_dataset
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def _loader_kwargs(cfg: CfgNode) -> Dict[str, object]:
     workers = cfg.DATA_LOADER.NUM_WORKERS
     return {
         "num_workers": workers,
-        "pin_memory": bool(cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available() and cfg.NUM_GPUS > 0),
+        "pin_memory": bool(cfg.DATA_LOADER.PIN_MEMORY and resolve_device(cfg.DEVICE, cfg.NUM_GPUS).type == "cuda"),
         "worker_init_fn": _worker_init if workers > 0 else None,
         "persistent_workers": workers > 0,
         # the loader's seed draw (worker seeds) from a generator of its own, never from torch's global RNG: with

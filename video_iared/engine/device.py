@@ -1,6 +1,6 @@
 """The one device rule, at the config boundary: every stage, tool and benchmark gets its device from here.
 
-``DEVICE auto`` is cuda when a GPU is present and NUM_GPUS > 0, else the cpu (``distributed.resolve_device``);
+``DEVICE auto`` is cuda when a GPU is present and NUM_GPUS > 0, else the cpu (``utils.device.resolve_device``);
 under torchrun each process takes the GPU of its LOCAL_RANK. ``CUDA_TF32`` sets the TF32 flags on cuda.
 """
 from __future__ import annotations

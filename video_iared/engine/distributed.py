@@ -16,6 +16,8 @@ from typing import Any, List, Sequence
 import torch
 import torch.distributed as dist
 
+from video_iared.utils.device import resolve_device  # noqa: F401  (re-exported: du.resolve_device)
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,19 +37,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(device: str, num_gpus: int, local_rank: int = 0) -> torch.device:
-    """The compute device from the config's DEVICE ("auto" | "cpu" | "cuda") and NUM_GPUS (0 forces the cpu)."""
-    if device == "cpu" or num_gpus == 0:
-        return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("DEVICE is 'cuda' but torch.cuda.is_available() is False; set DEVICE auto or cpu")
-    if device in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    if device == "auto":
-        return torch.device("cpu")
-    raise ValueError(f"DEVICE: unknown device {device!r} (auto | cpu | cuda)")
 
 
 def env_world_size() -> int:
