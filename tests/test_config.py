@@ -67,6 +67,8 @@ def test_overrides_apply_with_types():
         (["TEST.ENSEMBLE_METHOD", "vote"], ["TEST.ENSEMBLE_METHOD"]),
         (["IARED.TARGET_COST", "1.5"], ["IARED.TARGET_COST", "[0, 1)"]),
         (["IARED.TARGET_COST", "0.5", "IARED.MODE", "keep_ratio"], ["IARED.TARGET_COST", "IARED.MODE threshold"]),
+        (["IARED.FINETUNE_EPOCHS", "-1"], ["IARED.FINETUNE_EPOCHS", ">= 0"]),
+        (["IARED.DENSE_PLUS_N", "1"], ["IARED.DENSE_PLUS_N"]),
     ],
 )
 def test_bad_overrides_name_the_key(opts, words):

@@ -79,3 +79,70 @@ def test_config_errors_exit_2(tmp_path, capsys):
     assert run_net(["--cfg", CFG, "TRAIN.BATCH_SIZ", "4"]) == 2
     assert "TRAIN.BATCH_SIZE" in capsys.readouterr().err  # the did-you-mean hint
     assert run_net(["--cfg", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.skipif(not HAS_IARED_TRAINING, reason="video_iared.engine.train_iared is not in this tree yet")
+@pytest.mark.slow
+def test_dense_plus_n_is_the_dense_model_given_iared_finetune_and_changes_nothing_of_iared(data_dir, tmp_path, capsys):
+    import torch
+
+    from video_iared.benchmarks.baseline_finetune import finetune_variant_model
+    from video_iared.build import build_model
+    from video_iared.checkpoint import load_checkpoint
+    from video_iared.config import load_config
+    from video_iared.data.loader import build_loader
+    from video_iared.engine.finetune import recipe_from_cfg
+    from video_iared.engine.results import load_predictions
+
+    iared_cfg = str(ROOT / "configs" / "synthetic.yaml")
+    extra = ["SOLVER.MAX_EPOCH", "1", "TEST.NUM_SPATIAL_CROPS", "1", "IARED.GROUPS", "[1, 1]", "IARED.KEEP_RATIO",
+             "[0.5, 0.5]", "IARED.CURRICULUM_EPOCHS", "1", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+             "IARED.FINETUNE_EPOCHS", "2", "IARED.TARGET_COST", "0.0"]
+    runs = {}
+    for key in ("True", "False"):
+        out = str(tmp_path / f"dense_plus_n_{key}")
+        rc = run_net(["--cfg", iared_cfg] + tiny_opts(data_dir, out, extra + ["IARED.DENSE_PLUS_N", key]))
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err[-3000:]
+        runs[key] = (out, captured.out.strip().splitlines())
+
+    out, lines = runs["True"]
+    assert lines[-1].startswith("video_top1=")  # the contract: IA-RED²'s summary line stays the last
+    dn = [line for line in lines if line.startswith("dense + N: video_top1=")]
+    assert len(dn) == 1 and parse_summary_line(dn[0])["videos"] == 12
+    assert any(line.startswith("dense: video_top1=") for line in lines)
+    paired = [line.split("] ", 1)[1] for line in lines if "paired bootstrap 95 % interval" in line]
+    assert [p.split(":")[0] for p in paired] == ["IA-RED² vs dense", "IA-RED² vs dense + N"]
+    assert all("over 12 videos (0 left out" in p for p in paired)
+    assert any("dense vs IA-RED²: video top-1" in line for line in lines)  # the old line, unchanged
+    assert any("dense + N vs IA-RED²: video top-1" in line for line in lines)
+    dn_dir = os.path.join(out, "dense_plus_n")
+    assert len(read_predictions_csv(os.path.join(dn_dir, "predictions.csv"))) == 12
+    epochs = [r for r in read_stats(os.path.join(dn_dir, "stats.jsonl")) if r["stage"] == "train_epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2]
+
+    # its weights: the dense model finetuned by the method benchmark's row finetune, the one recipe
+    cfg = load_config(iared_cfg, tiny_opts(data_dir, out, extra))
+    dense_cfg = cfg.clone()
+    dense_cfg.defrost()
+    dense_cfg.IARED.ENABLE = False
+    torch.manual_seed(0)
+    dense = build_model(dense_cfg)
+    load_checkpoint(os.path.join(out, "dense", "checkpoints", "checkpoint_epoch_00001.pyth"), dense)
+    tuned = finetune_variant_model(dense, build_loader(dense_cfg, "train"), recipe_from_cfg(cfg), torch.device("cpu"))
+    ours = build_model(dense_cfg)
+    load_checkpoint(os.path.join(dn_dir, "checkpoints", "checkpoint_epoch_00002.pyth"), ours)
+    for (name, a), b in zip(tuned.state_dict().items(), ours.state_dict().values()):
+        assert torch.equal(a, b), name
+
+    # with the key off: no dense + N, and IA-RED²'s model and figures are the same
+    off, off_lines = runs["False"]
+    assert not os.path.exists(os.path.join(off, "dense_plus_n"))
+    assert not any("dense + N" in line for line in off_lines)
+    assert off_lines[-1] == lines[-1]
+    assert sum("paired bootstrap" in line for line in off_lines) == 1
+    on_pt, off_pt = (load_predictions(os.path.join(d, "predictions.pt")) for d in (out, off))
+    assert torch.equal(on_pt["probabilities"], off_pt["probabilities"])
+    on_w, off_w = (torch.load(os.path.join(d, "checkpoints", "checkpoint_iared.pyth"), weights_only=False)["model_state"]
+                   for d in (out, off))
+    assert all(torch.equal(on_w[k], off_w[k]) for k in on_w) and on_w.keys() == off_w.keys()

@@ -126,6 +126,7 @@ _C.IARED.FINETUNE_LR = 1e-4  # learning rate of the backbone finetuning (cosine 
 _C.IARED.FINETUNE_DISTILL = 0.0  # finetune loss += this x KL(dense teacher || pruned student) (pruning/distill.py); 0 = CE only
 _C.IARED.DISTILL_TEMPERATURE = 1.0  # softmax temperature of that distillation term
 _C.IARED.DENSE_CHECKPOINT = ""  # the trained dense model the curriculum starts from ("" = train it first)
+_C.IARED.DENSE_PLUS_N = True  # also train and test "dense + N": the dense model given IA-RED²'s finetune (OUTPUT_DIR/dense_plus_n)
 
 # ----------------------------------------------------------------------------- SOLVER
 _C.SOLVER = CfgNode()

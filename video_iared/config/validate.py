@@ -177,6 +177,9 @@ def _check_iared(ia: CfgNode, depth: int) -> None:
     _require(ia.BASE_LR > 0 and ia.FINETUNE_LR > 0, "IARED.BASE_LR", "and IARED.FINETUNE_LR must be > 0")
     _require(ia.FINETUNE_DISTILL >= 0, "IARED.FINETUNE_DISTILL", "must be >= 0")
     _require(ia.DISTILL_TEMPERATURE > 0, "IARED.DISTILL_TEMPERATURE", "must be > 0")
+    _require(ia.FINETUNE_EPOCHS >= 0, "IARED.FINETUNE_EPOCHS", "must be >= 0")
+    _require(isinstance(ia.DENSE_PLUS_N, bool), "IARED.DENSE_PLUS_N",
+             f"must be True or False (dense + N is trained for IARED.FINETUNE_EPOCHS), got {ia.DENSE_PLUS_N!r}")
 
 
 def _check_solver(s: CfgNode) -> None:

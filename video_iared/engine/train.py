@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -26,6 +27,7 @@ from video_iared.data.loader import build_loader
 from video_iared.engine.amp import make_scaler, train_dtype
 from video_iared.engine.device import init_from_cfg
 from video_iared.engine.evaluate import evaluate
+from video_iared.engine.finetune import FINETUNE_EPOCH_OFFSET, Finetune, FinetuneRecipe
 from video_iared.engine import distributed as du
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter, epoch_rows_after
@@ -72,12 +74,42 @@ def wrap_ddp(model: nn.Module, info: du.DistInfo, find_unused: bool) -> nn.Modul
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
+@dataclass
+class _Schedule:
+    """How ``train`` trains: optimizer, autocast dtype, scaler, loss, learning rate at a (fractional, 0-based)
+    epoch, the number of epochs, and the offset of the epochs' random draws (seed RNG_SEED + offset + epoch,
+    loader epoch offset + epoch)."""
+
+    optimizer: torch.optim.Optimizer
+    dtype: Optional[torch.dtype]
+    scaler: torch.amp.GradScaler
+    loss_fn: nn.Module
+    lr_fn: Callable[[float], float]
+    epochs: int
+    draw_offset: int
+
+
+def _schedule(cfg: CfgNode, model: nn.Module, device: torch.device, recipe: Optional[FinetuneRecipe]) -> _Schedule:
+    """SOLVER.* (SOLVER.MAX_EPOCH epochs, draws of epochs 0, 1, ...), or the finetune ``recipe``'s (its optimizer,
+    cosine schedule, epochs and FINETUNE_EPOCH_OFFSET draws: ``engine.finetune``)."""
+    if recipe is not None:
+        f = Finetune(model, recipe, device)
+        return _Schedule(f.optimizer, f.dtype, f.scaler, f.loss_fn, f.lr, recipe.epochs, FINETUNE_EPOCH_OFFSET)
+    s = cfg.SOLVER
+    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
+    dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
+    return _Schedule(optimizer, dtype, make_scaler(device, dtype), loss_fn, lr_fn_from_cfg(cfg), s.MAX_EPOCH, 0)
+
+
+def train(cfg: CfgNode, info: Optional[du.DistInfo] = None, recipe: Optional[FinetuneRecipe] = None) -> str:
     """Train ``build_model(cfg)`` on the train split; returns the path of the last epoch checkpoint.
 
     Auto-resumes from OUTPUT_DIR/checkpoints (TRAIN.AUTO_RESUME), else starts from TRAIN.CHECKPOINT_FILE_PATH
     weights when set. Validates every TRAIN.EVAL_PERIOD epochs and keeps ``checkpoint_best.pyth`` (highest
-    clip-level val top-1). Only rank 0 writes checkpoints and stats.jsonl.
+    clip-level val top-1). Only rank 0 writes checkpoints and stats.jsonl. ``recipe``: train by that finetune
+    recipe instead of SOLVER.* (``engine.finetune``; run_net's "dense + N": the dense model, from
+    TRAIN.CHECKPOINT_FILE_PATH, given IA-RED²'s finetune).
     """
     info = info or init_from_cfg(cfg)
     device = info.device
@@ -85,43 +117,40 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     train_loader = build_loader(cfg, "train", rank=info.rank, world_size=info.world_size)
     val_loader = build_loader(cfg, "val", rank=info.rank, world_size=info.world_size) if cfg.TRAIN.EVAL_PERIOD > 0 else None
     normalize = build_normalizer(cfg)  # DATA.NORMALIZE_ON_DEVICE: uint8 clips, normalised on the device
-    model, arch, optimizer = _build_model_and_optimizer(cfg, info)
-    s = cfg.SOLVER
-    dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
-    scaler = make_scaler(device, dtype)
+    model, arch = _build_model(cfg, info)
+    sched = _schedule(cfg, model, device, recipe)
+    optimizer, dtype, scaler, epochs = sched.optimizer, sched.dtype, sched.scaler, sched.epochs
 
     stats = StatsWriter(os.path.join(cfg.OUTPUT_DIR, "stats.jsonl"), enabled=info.is_main)
-    start_epoch, latest = _resume_or_initialise(cfg, info, model, optimizer, scaler, arch, stats)
-    if start_epoch >= s.MAX_EPOCH and latest:
+    start_epoch, latest = _resume_or_initialise(cfg, info, model, optimizer, scaler, arch, stats, epochs)
+    if start_epoch >= epochs and latest:
         logger.info("training already complete (%d epochs); nothing to train", start_epoch)
         return latest
     _log_training_plan(cfg, train_loader, info)
 
     # Pruned / frozen paths may leave parameters unused in a step; DDP must then not wait for their gradients.
     net = wrap_ddp(model, info, find_unused=bool(cfg.IARED.ENABLE))
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
-    lr_fn = lr_fn_from_cfg(cfg)
     best_top1 = _best_so_far(cfg.OUTPUT_DIR)
     last_path = latest or ""
-    for epoch in range(start_epoch, s.MAX_EPOCH):
+    for epoch in range(start_epoch, epochs):
         # Per-epoch seeding (shuffle, dropout) and per-(epoch, video) augmentation seeds make a resumed run draw
         # what an unbroken one would, whatever DATA_LOADER.NUM_WORKERS.
-        torch.manual_seed(cfg.RNG_SEED + epoch)
-        data_loader.set_loader_epoch(train_loader, epoch)
+        torch.manual_seed(cfg.RNG_SEED + sched.draw_offset + epoch)
+        data_loader.set_loader_epoch(train_loader, sched.draw_offset + epoch)
         t0 = time.perf_counter()
-        summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                  cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD,
+        summary = train_one_epoch(net, train_loader, optimizer, sched.loss_fn, epoch, sched.lr_fn, device, scaler,
+                                  dtype, cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, stats, cfg.LOG_PERIOD,
                                   normalizer=normalize)
         if info.distributed:
             reduce_epoch_summary(summary, device)
-        _log_epoch(summary, epoch, s.MAX_EPOCH, t0)
+        _log_epoch(summary, epoch, epochs, t0)
         stats.write({"stage": "train_epoch", "epoch": epoch + 1, **summary})
         done = epoch + 1
         val = None
-        if val_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or done == s.MAX_EPOCH):
-            val = _validate(net, val_loader, device, dtype, normalize, done, stats)
+        if val_loader is not None and (done % cfg.TRAIN.EVAL_PERIOD == 0 or done == epochs):
+            val = validate_epoch(net, val_loader, device, dtype, normalize, done, stats)
         if info.is_main:
-            last_path, best_top1 = _save_epoch_checkpoints(cfg, model, optimizer, scaler, arch, done, val,
+            last_path, best_top1 = _save_epoch_checkpoints(cfg, model, optimizer, scaler, arch, done, epochs, val,
                                                            last_path, best_top1)
         du.barrier()
     last_path = du.broadcast_object(last_path)
@@ -129,22 +158,20 @@ def train(cfg: CfgNode, info: Optional[du.DistInfo] = None) -> str:
     return last_path
 
 
-def _build_model_and_optimizer(cfg: CfgNode, info: du.DistInfo) -> Tuple[nn.Module, Dict, torch.optim.Optimizer]:
-    """``build_model(cfg)`` on the device (its initial weights from RNG_SEED), its arch record and optimizer."""
+def _build_model(cfg: CfgNode, info: du.DistInfo) -> Tuple[nn.Module, Dict]:
+    """``build_model(cfg)`` on the device (its initial weights from RNG_SEED) and its arch record."""
     # Seeded here, not only by run(): the same config gives the same initial weights whoever calls train().
     torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg).to(info.device)
     arch = model.arch() if hasattr(model, "arch") else arch_from_cfg(cfg)
     if cfg.LOG_MODEL_INFO and info.is_main:
         log_model_info(model, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.INPUT_CHANNEL_NUM[0], log=logger)
-    s = cfg.SOLVER
-    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, s.BASE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
-    return model, arch, optimizer
+    return model, arch
 
 
 def _resume_or_initialise(
     cfg: CfgNode, info: du.DistInfo, model: nn.Module, optimizer: torch.optim.Optimizer,
-    scaler: Optional[torch.amp.GradScaler], arch: Dict, stats: StatsWriter,
+    scaler: Optional[torch.amp.GradScaler], arch: Dict, stats: StatsWriter, epochs: int,
 ) -> Tuple[int, Optional[str]]:
     """Resume from the latest checkpoint of OUTPUT_DIR (TRAIN.AUTO_RESUME; the interrupted epochs' stats rows are
     dropped), else load TRAIN.CHECKPOINT_FILE_PATH weights when set. Returns (start epoch, latest checkpoint)."""
@@ -155,7 +182,7 @@ def _resume_or_initialise(
     latest = ckpt_io.latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if latest:
         start_epoch = ckpt_io.resume_training(latest, model, optimizer, scaler, arch)
-        logger.info("resumed from %s (epoch %d of %d)", latest, start_epoch, cfg.SOLVER.MAX_EPOCH)
+        logger.info("resumed from %s (epoch %d of %d)", latest, start_epoch, epochs)
         dropped = stats.drop(epoch_rows_after(start_epoch, TRAIN_STAGES))
         if dropped:
             logger.info("stats.jsonl: dropped %d rows of the interrupted epoch(s) after %d", dropped, start_epoch)
@@ -182,7 +209,7 @@ def _log_epoch(summary: Dict, epoch: int, max_epoch: int, t0: float) -> None:
                 summary["bad_videos"], summary["replaced"], time.perf_counter() - t0)
 
 
-def _validate(net: nn.Module, val_loader, device: torch.device, dtype: Optional[torch.dtype],
+def validate_epoch(net: nn.Module, val_loader, device: torch.device, dtype: Optional[torch.dtype],
               normalize: Callable[[torch.Tensor], torch.Tensor], done: int, stats: StatsWriter) -> Dict:
     """Clip-level validation after epoch ``done`` (1-based), logged and written as a ``val`` row."""
     val = evaluate(net, val_loader, device, dtype, normalize)
@@ -194,11 +221,12 @@ def _validate(net: nn.Module, val_loader, device: torch.device, dtype: Optional[
 
 def _save_epoch_checkpoints(
     cfg: CfgNode, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
-    arch: Dict, done: int, val: Optional[Dict], last_path: str, best_top1: float,
+    arch: Dict, done: int, epochs: int, val: Optional[Dict], last_path: str, best_top1: float,
 ) -> Tuple[str, float]:
-    """Rank 0 after epoch ``done``: the epoch checkpoint every TRAIN.CHECKPOINT_PERIOD epochs and at the last, the
-    best one when ``val`` beats ``best_top1``. Returns the (last checkpoint path, best val top-1) after it."""
-    if done % max(cfg.TRAIN.CHECKPOINT_PERIOD, 1) == 0 or done == cfg.SOLVER.MAX_EPOCH:
+    """Rank 0 after epoch ``done`` of ``epochs``: the epoch checkpoint every TRAIN.CHECKPOINT_PERIOD epochs and at
+    the last, the best one when ``val`` beats ``best_top1``. Returns the (last checkpoint path, best val top-1)
+    after it."""
+    if done % max(cfg.TRAIN.CHECKPOINT_PERIOD, 1) == 0 or done == epochs:
         last_path = ckpt_io.save_checkpoint(ckpt_io.epoch_checkpoint_path(cfg.OUTPUT_DIR, done), model, done,
                                             optimizer, scaler, cfg.dump(), arch)
     if val is not None and val["top1"] > best_top1:

@@ -28,12 +28,12 @@ from video_iared.checkpoint import load_checkpoint
 from video_iared.data.device_normalize import build_normalizer
 from video_iared.data.loader import build_loader, set_loader_epoch
 from video_iared.engine.amp import amp_dtype, policy_dtype, train_dtype
-from video_iared.engine.amp import make_scaler
 from video_iared.engine.device import init_from_cfg
+from video_iared.engine.finetune import Finetune, recipe_from_cfg
 from video_iared.engine import distributed as du
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter
-from video_iared.engine.train import arch_from_cfg, reduce_epoch_summary, train_one_epoch, wrap_ddp
+from video_iared.engine.train import arch_from_cfg, reduce_epoch_summary, wrap_ddp
 from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
 from video_iared.pruning.cost import dense_gflops
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policy
@@ -41,10 +41,6 @@ from video_iared.pruning.decisions import PolicyBound
 from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 
 logger = logging.getLogger(__name__)
-
-# the finetune's epochs seed the RNG and the loader draws as RNG_SEED + this + epoch / this + epoch: draws of their own,
-# the same on resumption (benchmarks.baseline_finetune reuses them for its rows)
-FINETUNE_EPOCH_OFFSET = 7919
 
 
 def _arch(cfg: CfgNode) -> dict:
@@ -261,15 +257,13 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
     """Backbone finetuning with the interpreters fixed: cross-entropy on the inference policy's tokens
     (``reduce_fn``: the val statistics over every process's shard)."""
     ia = cfg.IARED
-    normalize = build_normalizer(cfg)
+    recipe = recipe_from_cfg(cfg)
+    normalize = recipe.normalizer
     set_stage(model, FINETUNE)
     # the inference policy in train mode too (the groups would sample otherwise)
     pruned: nn.Module = PolicyBound(model, stage_policy(model, FINETUNE, ia.MODE, sample=False))
-    s = cfg.SOLVER
-    optimizer = build_optimizer(model, s.OPTIMIZING_METHOD, ia.FINETUNE_LR, s.WEIGHT_DECAY, s.MOMENTUM, s.NESTEROV)
-    dtype = train_dtype(device, cfg.TRAIN.MIXED_PRECISION, cfg.TRAIN.AMP_DTYPE)
-    scaler = make_scaler(device, dtype)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.TRAIN.LABEL_SMOOTHING)
+    finetune = Finetune(model, recipe, device)  # the recipe "dense + N" and the benchmark's rows train with too
+    dtype, loss_fn = finetune.dtype, finetune.loss_fn
     student: nn.Module = pruned
     if ia.FINETUNE_DISTILL > 0:
         student = StudentWithTeacher(pruned, dense_teacher(model))
@@ -278,13 +272,8 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
                     ia.FINETUNE_DISTILL, ia.DISTILL_TEMPERATURE)
     net = wrap_ddp(student, info, find_unused=True)
     epochs = ia.FINETUNE_EPOCHS
-    lr_fn = lambda e: lr_at_epoch(e, "cosine", ia.FINETUNE_LR, epochs)  # noqa: E731
     for epoch in range(epochs):
-        torch.manual_seed(cfg.RNG_SEED + FINETUNE_EPOCH_OFFSET + epoch)
-        set_loader_epoch(train_loader, FINETUNE_EPOCH_OFFSET + epoch)
-        summary = train_one_epoch(net, train_loader, optimizer, loss_fn, epoch, lr_fn, device, scaler, dtype,
-                                  cfg.TRAIN.GRAD_ACCUM_STEPS, cfg.TRAIN.CLIP_GRAD_NORM, None, cfg.LOG_PERIOD,
-                                  normalizer=normalize)
+        summary = finetune.epoch(net, train_loader, epoch, loss_fn, cfg.LOG_PERIOD)
         if info.distributed:
             reduce_epoch_summary(summary, device)
         val = evaluate_policies(model, val_loader, device, FINETUNE, ia.MODE, ia.TAU, reduce_fn, dtype,
@@ -297,5 +286,5 @@ def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: St
                      **{f"val_{k}": v for k, v in val.items()}})
         if info.is_main:
             path = os.path.join(ckpt_io.checkpoint_dir(cfg.OUTPUT_DIR), f"iared_finetune_epoch_{epoch + 1:05d}.pyth")
-            ckpt_io.save_checkpoint(path, model, epoch + 1, optimizer, scaler, cfg.dump(), arch)
+            ckpt_io.save_checkpoint(path, model, epoch + 1, finetune.optimizer, finetune.scaler, cfg.dump(), arch)
 
