@@ -40,16 +40,6 @@ def recipe_from_cfg(cfg, epochs: int) -> FinetuneRecipe:
     return engine_recipe_from_cfg(cfg, epochs)
 
 
-def set_drop_path(model: nn.Module, rate: float) -> None:
-    """Stochastic depth on ``model.blocks`` as the model builder sets it: 0 at the first block, ``rate`` at the
-    last (the method benchmark builds its models for evaluation, without it)."""
-    from timm.layers import DropPath
-
-    blocks = list(model.blocks)
-    for block, p in zip(blocks, torch.linspace(0, rate, len(blocks)).tolist()):
-        block.drop_path = DropPath(p) if p > 0.0 else nn.Identity()
-
-
 def finetune_variant_model(model: nn.Module, loader, recipe: FinetuneRecipe, device: torch.device, name: str = "",
                            frozen: Sequence[str] = ()) -> nn.Module:
     """A copy of a row's ``model`` (a ``PolicyBound``: the method at the row's budget, or a plain dense model),
@@ -58,7 +48,7 @@ def finetune_variant_model(model: nn.Module, loader, recipe: FinetuneRecipe, dev
     model's parameters that stay fixed (IA-RED²'s "interpreters.")."""
     net = copy.deepcopy(model).to(device)
     bare = unwrap(net)
-    set_drop_path(bare, recipe.drop_path_rate)
+    bare.set_drop_path(recipe.drop_path_rate)
     for pname, p in bare.named_parameters():
         p.requires_grad_(not any(pname.startswith(f) for f in frozen))
     if hasattr(bare, "reseed"):  # the random baseline: its training draws start from its seed

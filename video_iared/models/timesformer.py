@@ -6,7 +6,7 @@ from typing import Dict, Optional, Set, Tuple
 
 import torch
 from einops import rearrange
-from timm.layers import trunc_normal_
+from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from .block import ATTENTION_TYPES, Block
@@ -116,6 +116,12 @@ class TimeSformer(nn.Module):
             for blk in list(self.blocks)[1:]:
                 nn.init.zeros_(blk.temporal_fc.weight)
                 nn.init.zeros_(blk.temporal_fc.bias)
+
+    def set_drop_path(self, rate: float) -> None:
+        """Stochastic depth as the constructor sets it, 0 at the first block and ``rate`` at the last (e.g. to
+        finetune a model that was built for evaluation, without it)."""
+        for block, p in zip(self.blocks, torch.linspace(0, rate, len(self.blocks)).tolist()):
+            block.drop_path = DropPath(p) if p > 0.0 else nn.Identity()
 
     def no_weight_decay(self) -> Set[str]:
         """Parameter names exempt from weight decay."""
