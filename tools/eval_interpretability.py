@@ -5,8 +5,9 @@ ground-truth foreground masks (ROC-AUC, AP, top-k IoU, pointing game) and deleti
     python tools/eval_interpretability.py --cfg configs/synthetic.yaml [--checkpoint P] [--out DIR] [KEY VALUE ...]
 
 Settings: INTERP.* (methods, foreground fraction, top-k, curve steps, videos). Writes interpretability.md /
-.csv / _per_video.csv / _curves.csv / _bars.png / _curves.png into DIR (default OUTPUT_DIR/interpretability)
-and prints the Markdown table.
+.csv / _per_video.csv / _per_view.csv / _curves.csv / _ci.md / _ci.csv / _bars.png / _curves.png into DIR
+(default OUTPUT_DIR/interpretability) and prints the Markdown tables: mean ± std per method, then each
+interpreter map minus each other method with its paired bootstrap 95 % interval ("tie" when it contains 0).
 """
 import argparse
 import logging
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(levelname)s] %(message)s", stream=sys.stderr)
 
-    from video_iared.interpret.interpretability import evaluate_from_cfg, summary_markdown
+    from video_iared.interpret.interpretability import evaluate_from_cfg, paired_markdown, summary_markdown
     from video_iared.config import load_config_for_cli
 
     cfg = load_config_for_cli(args.cfg_file, args.opts)
@@ -42,6 +43,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(summary_markdown(res, cfg.INTERP.TOPK))
+    print(paired_markdown(res, cfg.INTERP.TOPK))
     return 0
 
 

@@ -12,15 +12,17 @@ For every method and budget (a *variant*) it measures, in one run:
   set size sampled from /proc/self/statm every millisecond by a thread, minus the RSS before the pass (large
   activations are mmap-ed by the allocator and returned on free, so the difference is the pass's own peak;
   small models whose activations fit in memory the allocator already holds show ~0);
-and writes ``methods.csv``, ``methods.md``, ``acc_vs_gflops.png``, ``acc_vs_latency.png`` (+ ``methods.json``).
+and the paired bootstrap 95 % interval of every row's top-1 difference to dense / dense + N and of every IA-RED²
+row's to each baseline at the matched budget (``method_compare``); and writes ``methods.csv``, ``methods.md``,
+``acc_vs_gflops.png``, ``acc_vs_latency.png`` (+ ``methods.json``, ``methods_matched.csv``).
 
 Budgets: keep ratios r (random, EViT and IA-RED² keep_ratio keep the top r of the alive tokens in front of every
 group, hierarchically); ToMe gets, per r, the merge count per frame per block whose token fraction is closest to
 the keep-ratio methods' (``tome_r_for_fraction``); IA-RED² thresholded policies at the given thresholds.
 
 The parts, one job each: ``method_variants`` (the rows and the budget maths), ``method_weights`` (checkpoints,
-models, finetune), ``method_measure`` (accuracy, GFLOPs, timing and memory), ``method_outputs`` (CSV, Markdown,
-JSON, plots), ``method_options``; this module runs them in order.
+models, finetune), ``method_measure`` (accuracy, GFLOPs, timing and memory), ``method_compare`` (paired
+intervals), ``method_outputs`` (CSV, Markdown, JSON, plots), ``method_options``; this module runs them in order.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from video_iared.benchmarks.method_compare import add_paired_top1, matched_pairs
 from video_iared.benchmarks.method_measure import cache_multiview, measure_accuracy, measure_gflops, measure_speed
 from video_iared.benchmarks.method_options import MethodBenchmarkOptions, quick_options
 from video_iared.benchmarks.method_outputs import write_outputs
@@ -71,8 +74,9 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
     speed_clips = {bs: pool[:bs].to(device) for bs in opts.batch_sizes}
     mem_note = measure_speed(variants, speed_clips, opts.warmup, opts.reps, opts.precision)
     after = load_note()
+    add_paired_top1(variants)  # after every measurement: the fields come last in methods.json's rows
     return write_outputs(variants, cfg, opts, out_dir, weights_note, clip_source, mem_note, before, after, device,
-                         finetune_note)
+                         finetune_note, matched_pairs(variants))
 
 
 def _resolved_options(cfg, opts: MethodBenchmarkOptions) -> Tuple[MethodBenchmarkOptions, Optional[float]]:

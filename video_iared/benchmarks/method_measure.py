@@ -50,8 +50,9 @@ def cache_multiview(loader, max_videos: int = 0) -> List[List[Dict]]:
 def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num_classes: int, views: int,
                      device: torch.device, views_per_chunk: int, groups: Sequence[int],
                      normalizer: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> None:
-    """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax);
-    ``normalizer``: the views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
+    """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax), and its
+    per-video records (``video_records``: index, label, probs; for the paired intervals); ``normalizer``: the
+    views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
     def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
         if not getattr(model, "returns_decisions", False):  # dense
             return ChunkOutput(model(v), None, None)
@@ -66,6 +67,7 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
                                 show_progress=False, normalizer=normalizer)
         s = summarize(records, num_classes, views)
         var.results.update(top1=s["video_top1"], top5=s["video_top5"], videos=s["videos"], failed=s["failed"])
+        var.video_records = [{k: r[k] for k in ("index", "label", "probs")} for r in records]
         if var.method == "iared_threshold" and "keep_rates" in s:
             var.token_fraction = token_fraction_from_rates(s["keep_rates"], groups)
             var.results["keep_rates"] = s["keep_rates"]

@@ -22,7 +22,8 @@ class Variant:
     keep rate of a keep-ratio row (None: dense, or not a keep-ratio row). ``gflops``: fvcore GFLOPs (GMACs) per
     clip on one probe clip; ``token_fraction``: mean fraction of the patch tokens each block computes on (1 =
     dense); ``token_rates``: the measured keep rate after each group (G,). ``results``: the method benchmark's
-    measured figures by column name (top1, gflops, ms_b1, ...).
+    measured figures by column name (top1, gflops, ms_b1, ...); ``video_records``: the per-video test records
+    behind top1 (``index``, ``label``, ``probs`` (K,) or None when the video failed), for paired comparisons.
     """
 
     name: str
@@ -35,6 +36,7 @@ class Variant:
     token_fraction: float = math.nan
     token_rates: List[float] = field(default_factory=list)
     results: Dict[str, float] = field(default_factory=dict)
+    video_records: List[Dict] = field(default_factory=list)
 
     @classmethod
     def at_budget(cls, method: str, budget: str, model: nn.Module, token_fraction: float = math.nan) -> "Variant":

@@ -15,6 +15,7 @@ from torch import nn
 from video_iared.data.device_normalize import as_normalizer
 from video_iared.interpret import interp_metrics as im
 from video_iared.interpret.explain import METHODS, Explanation, explain
+from video_iared.interpret.paired_scores import PairedMetric, paired_metrics
 from video_iared.interpret.view_scores import CURVE_METRICS, MASK_METRICS, curve_scores, mask_scores
 from video_iared.interpret.views import View, patch_foreground
 
@@ -23,10 +24,12 @@ logger = logging.getLogger("video_iared.interpret.interpretability")  # the eval
 
 @dataclass
 class InterpResult:
-    """Per-video scores (averaged over the video's views) and mean curves.
+    """Per-video scores (averaged over the video's views), per-view scores, mean curves, paired differences.
 
     per_video: list of {"video", "path", "label", "correct", "method", metric: value}; curves: method ->
-    metric -> (F,) mean over views; fractions (F,); summary: method -> metric -> (mean, std, n)."""
+    metric -> (F,) mean over views; fractions (F,); summary: method -> metric -> (mean, std, n); per_view: the
+    same rows per view (+ "view"); paired: each interpreter map minus each baseline per metric over the same
+    views, with its paired bootstrap 95 % interval (``paired_scores``)."""
 
     per_video: List[Dict[str, object]]
     curves: Dict[str, Dict[str, np.ndarray]]
@@ -38,6 +41,8 @@ class InterpResult:
     accuracy: Dict[str, float]
     keep_rates: List[float]
     fg_patch_rate: float
+    per_view: List[Dict[str, object]] = field(default_factory=list)
+    paired: List[PairedMetric] = field(default_factory=list)
 
 
 @dataclass
@@ -96,7 +101,8 @@ class _Tally:
             self.per_view.append(row)
 
     def result(self, failed: Optional[List[str]]) -> InterpResult:
-        """Per-video rows, the summary per method, the mean curves; raises when no view was scored."""
+        """Per-video and per-view rows, the summary per method, the mean curves, the paired differences; raises
+    when no view was scored."""
         if not self.per_view:
             raise RuntimeError("interpretability: no view was evaluated (every video failed, or the list is empty)")
         methods = self.methods
@@ -109,7 +115,8 @@ class _Tally:
         return InterpResult(per_video, curves, self.fractions, summary, len({r["video"] for r in per_video}),
                             len(self.per_view) // len(methods), list(failed or []),
                             {k: float(np.mean(a)) * 100 for k, a in self.acc.items() if a}, keep_rates,
-                            float(np.mean(self.fg_rates)))
+                            float(np.mean(self.fg_rates)), list(self.per_view),
+                            paired_metrics(self.per_view, methods, metrics))
 
 
 def _batches(views: Iterator[View], size: int) -> Iterator[List[View]]:
