@@ -21,19 +21,25 @@ class MotionClass:
     hflip_partner: int  # label of this class's horizontal mirror image (itself when symmetric)
 
 
+# name | SSv2-style template | renderer motion | label of the horizontal mirror (itself when symmetric)
+_TABLE = """
+moving left                | Moving [something] from right to left            | move_left  | 1
+moving right               | Moving [something] from left to right            | move_right | 0
+moving up                  | Moving [something] up                            | move_up    | 2
+moving down                | Moving [something] down                          | move_down  | 3
+rotating clockwise         | Rotating [something] clockwise                   | rotate_cw  | 5
+rotating counter-clockwise | Rotating [something] counter-clockwise           | rotate_ccw | 4
+growing                    | Moving [something] towards the camera            | grow       | 6
+shrinking                  | Moving [something] away from the camera          | shrink     | 7
+circling clockwise         | Moving [something] in a circle clockwise         | orbit_cw   | 9
+circling counter-clockwise | Moving [something] in a circle counter-clockwise | orbit_ccw  | 8
+staying still              | Holding [something]                              | still      | 10
+shaking                    | Shaking [something]                              | shake      | 11
+"""
+
 MOTION_CLASSES: List[MotionClass] = [
-    MotionClass("moving left", "Moving [something] from right to left", "move_left", 1),
-    MotionClass("moving right", "Moving [something] from left to right", "move_right", 0),
-    MotionClass("moving up", "Moving [something] up", "move_up", 2),
-    MotionClass("moving down", "Moving [something] down", "move_down", 3),
-    MotionClass("rotating clockwise", "Rotating [something] clockwise", "rotate_cw", 5),
-    MotionClass("rotating counter-clockwise", "Rotating [something] counter-clockwise", "rotate_ccw", 4),
-    MotionClass("growing", "Moving [something] towards the camera", "grow", 6),
-    MotionClass("shrinking", "Moving [something] away from the camera", "shrink", 7),
-    MotionClass("circling clockwise", "Moving [something] in a circle clockwise", "orbit_cw", 9),
-    MotionClass("circling counter-clockwise", "Moving [something] in a circle counter-clockwise", "orbit_ccw", 8),
-    MotionClass("staying still", "Holding [something]", "still", 10),
-    MotionClass("shaking", "Shaking [something]", "shake", 11),
+    MotionClass(name, template, motion, int(partner))
+    for name, template, motion, partner in (map(str.strip, row.split("|")) for row in _TABLE.strip().splitlines())
 ]
 
 MAX_CLASSES = len(MOTION_CLASSES)
