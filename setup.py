@@ -57,5 +57,6 @@ setup(
         "video-iared-convert-checkpoint=video_iared.cli:convert_checkpoint_main",
         "video-iared-visualize=video_iared.cli:visualize_main",
         "video-iared-eval-interpretability=video_iared.cli:eval_interpretability_main",
+        "video-iared-seed-grid=video_iared.cli:seed_grid_main",
     ]},
 )

@@ -202,7 +202,7 @@ def test_installed_console_script_runs_outside_the_repository(tmp_path):
     assert (work / "out/log.txt").is_file() and (work / "data/syn/train.csv").is_file()
     # every tool's console script starts from there; those taking --cfg name the packaged configs in --help
     scripts = sorted(p.name for p in (site / "bin").iterdir())
-    assert len(scripts) == 9 and "video-iared-eval-interpretability" in scripts, scripts
+    assert len(scripts) == 10 and "video-iared-seed-grid" in scripts, scripts
     for name in scripts:
         proc = subprocess.run([str(site / "bin" / name), "--help"], capture_output=True, text=True, cwd=work, env=env)
         assert proc.returncode == 0, (name, proc.stderr[-2000:])

@@ -255,3 +255,32 @@ def test_cli_writes_a_dataset(tmp_path):
                      "--size", "32", "32", "--workers", "1"]) == 0
     assert len(_list(out, "test")) == 2 and read_meta(out)["num_frames"] == 4
     assert cli_main(["--out", out, "--size", "31", "32"]) == 2
+
+
+def test_masks_are_stored_packed_and_read_back_exactly(tmp_path):
+    from video_iared.synthetic.generator import save_mask
+
+    rng = np.random.default_rng(0)
+    mask = rng.uniform(size=(5, 12, 13)) < 0.3  # 780 bits: not a multiple of 8
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    save_mask(str(masks / "a.npz"), mask)
+    back = load_mask(str(tmp_path), "videos/a.mp4")
+    assert back.dtype == bool and back.shape == mask.shape and np.array_equal(back, mask)
+    # datasets written before packing keep their bool .npy masks
+    np.save(masks / "b.npy", ~mask)
+    assert np.array_equal(load_mask(str(tmp_path), "b"), ~mask)
+    # a packed file whose bytes do not fit its shape is refused, naming the file
+    np.savez_compressed(masks / "c.npz", bits=np.packbits(mask)[:-3], shape=np.asarray(mask.shape))
+    with pytest.raises(ValueError, match="c.npz"):
+        load_mask(str(tmp_path), "c")
+    with pytest.raises(FileNotFoundError, match="d.npz"):
+        load_mask(str(tmp_path), "d")
+
+
+def test_generated_masks_are_small_packed_files(kinetics_dir):
+    kinetics_dir, _ = kinetics_dir
+    names = sorted(os.listdir(os.path.join(kinetics_dir, "masks")))
+    assert names and all(n.endswith(".npz") for n in names)
+    size = os.path.getsize(os.path.join(kinetics_dir, "masks", names[0]))
+    assert size < T * H * W / 8  # below even the uncompressed packed size
