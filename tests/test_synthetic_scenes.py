@@ -1,6 +1,7 @@
 """The harder-scene options of the synthetic generator: defaults unchanged bit for bit, exact target masks."""
 import dataclasses
 import hashlib
+import io
 import json
 import os
 
@@ -14,6 +15,7 @@ from video_iared.synthetic import (
     build_scene,
     ensure_synthetic_dataset,
     generate_synthetic,
+    load_mask,
     read_meta,
     render_video,
 )
@@ -57,6 +59,10 @@ def test_default_dataset_masks_lists_and_meta_are_as_before(tmp_path, fmt):
                 meta = json.loads(data)
                 meta["summary"].pop("video_bytes")
                 data = json.dumps(meta, sort_keys=True).encode()
+            if rel.startswith("masks"):  # packed .npz now: hashed as the bool .npy it was, so the content is checked
+                buf = io.BytesIO()
+                np.save(buf, load_mask(d, fn))
+                rel, data = rel[:-len(".npz")] + ".npy", buf.getvalue()
             if not rel.startswith("videos"):
                 g.update(rel.encode() + data)
     assert g.hexdigest() == FILES_SHA[fmt]
@@ -149,6 +155,25 @@ def test_textured_backgrounds_have_more_contrast_and_leave_the_target_mask_exact
     assert np.median(ratios) > 1.5
 
 
+def test_smaller_distractors_and_a_dark_tone_change_only_what_they_say_and_the_mask_stays_exact():
+    base = SceneOptions(distractors=(3, 3), motions=MOTIONS)
+    small = dataclasses.replace(base, distractor_scale=0.6)
+    dark = dataclasses.replace(base, target_tone="dark")
+    s0, s1, s2 = (build_scene(ENTROPY, "move_up", T, H, W, o) for o in (base, small, dark))
+    for b0, b1 in zip(s0.bodies, s1.bodies):  # same draws, sizes scaled: area by 0.36
+        assert np.allclose(b1.ks, 0.6 * b0.ks) and np.array_equal(b1.centres - b1.centres[:1], b0.centres - b0.centres[:1])
+        assert (b1.color == b0.color).all() and b1.angles[0] == b0.angles[0]
+    assert np.array_equal(s1.target.centres, s0.target.centres)
+    assert np.allclose(s2.target.color2, 0.25 * s0.target.color) and (s2.target.color == s0.target.color).all()
+    assert np.array_equal(s2.target.centres, s0.target.centres) and len(s2.bodies) == len(s0.bodies)
+    for scene in (s1, s2):
+        assert np.array_equal(_assert_mask_is_the_visible_target(scene), _mask(None, motion="move_up"))
+    # both tones show in the rendered frames: some target pixels near its colour, some near the dark tone
+    frames, mask = render_scene(s2, T, H, W)
+    lum, main = frames.mean(-1)[mask], float(s2.target.color.mean())
+    assert lum.min() < 0.35 * main and lum.max() > 0.7 * main
+
+
 def test_everything_together_keeps_the_mask_exact():
     for k, motion in enumerate(MOTIONS[:4]):
         _assert_mask_is_the_visible_target(build_scene((1, 0, k, k), motion, T, H, W, ALL))
@@ -159,7 +184,7 @@ def test_scene_options_reach_meta_and_ensure_regenerates_on_change(tmp_path):
     generate_synthetic(d, num_classes=2, videos_per_class=(1, 0, 1), num_frames=4, size=(32, 32),
                        distractors=(2, 2), occluders=1, background="textured")
     assert read_meta(d)["scene"] == {"distractors": [2, 2], "camera_pan": 0.0, "camera_zoom": 0.0, "occluders": 1,
-                                     "background": "textured"}
+                                     "background": "textured", "distractor_scale": 1.0, "target_tone": "pastel"}
     cfg = get_cfg()
     cfg.SYNTHETIC.ENABLE = True
     cfg.SYNTHETIC.NUM_CLASSES = cfg.MODEL.NUM_CLASSES = 2
@@ -176,7 +201,8 @@ def test_scene_options_reach_meta_and_ensure_regenerates_on_change(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("DISTRACTORS", [3, 2]), ("DISTRACTORS", [0, 7]), ("CAMERA_PAN", -0.1),
-                                       ("CAMERA_ZOOM", 1.5), ("OCCLUDERS", 4), ("BACKGROUND", "photo")])
+                                       ("CAMERA_ZOOM", 1.5), ("OCCLUDERS", 4), ("BACKGROUND", "photo"),
+                                       ("DISTRACTOR_SCALE", 0.0), ("DISTRACTOR_SCALE", 1.5), ("TARGET_TONE", "neon")])
 def test_bad_scene_keys_are_named(key, value):
     cfg = get_cfg()
     cfg.SYNTHETIC.ENABLE = True

@@ -8,8 +8,8 @@ from typing import Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from .defaults import get_defaults
-from .files import (base_chain, check_file_keys, config_help, config_names, packaged_config_dir, resolve_config,
-                    section_names)
+from .files import (base_chain, check_config_reference, check_file_keys, config_help, config_names,
+                    packaged_config_dir, resolve_config, section_names)
 from .validate import ConfigError, all_keys, unknown_key_message, validate_config
 
 __all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "load_config_for_cli", "validate_config", "all_keys",
@@ -86,6 +86,7 @@ def load_config(path: Optional[str] = None, opts: Optional[Sequence[str]] = None
         merge_file(cfg, path)
     merge_opts(cfg, opts or [])
     validate_config(cfg)
+    check_config_reference(cfg, "TRAIN.PRETRAIN_CONFIG")
     cfg.freeze()
     return cfg
 

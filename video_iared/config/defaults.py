@@ -27,6 +27,10 @@ _C.TRAIN.EVAL_PERIOD = 1  # epochs between clip-level validation runs (0 disable
 _C.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoints
 _C.TRAIN.AUTO_RESUME = True  # resume from the latest checkpoint in OUTPUT_DIR/checkpoints
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from (official .pyth, ours, or timm image weights)
+# a dense config (path or name) whose trained model the dense model starts from when CHECKPOINT_FILE_PATH is "":
+# run_net trains it first in its own OUTPUT_DIR, or reuses that run once complete (the synthetic bench starts from
+# the demo's dense model, as TimeSformer starts from ImageNet weights)
+_C.TRAIN.PRETRAIN_CONFIG = ""
 _C.TRAIN.MIXED_PRECISION = False  # autocast in training: fp16 + GradScaler on cuda, bf16 on cpu (TRAIN.AMP_DTYPE)
 _C.TRAIN.AMP_DTYPE = "auto"  # with MIXED_PRECISION: "auto" (fp16 on cuda, bf16 on cpu) | "bf16" | "fp16" (cuda only)
 _C.TRAIN.GRAD_ACCUM_STEPS = 1  # micro-batches accumulated per optimizer step
@@ -70,6 +74,8 @@ _C.SYNTHETIC.CAMERA_PAN = 0.0  # camera travel over a video, fraction of min(H, 
 _C.SYNTHETIC.CAMERA_ZOOM = 0.0  # camera zoom changes by a factor of up to 1 + this over a video, in or out
 _C.SYNTHETIC.OCCLUDERS = 0  # bars passing in front of the target per video (the mask leaves them out)
 _C.SYNTHETIC.BACKGROUND = "smooth"  # "smooth" (muted noise) | "textured" (procedural patterns at several scales)
+_C.SYNTHETIC.DISTRACTOR_SCALE = 1.0  # class-like distractors' linear size relative to the target's size range, (0, 1]
+_C.SYNTHETIC.TARGET_TONE = "pastel"  # the target's second tone: "pastel" (light, same hue) | "dark" (same hue, dark)
 
 # ----------------------------------------------------------------------------- DATA_LOADER
 _C.DATA_LOADER = CfgNode()

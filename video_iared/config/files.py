@@ -64,6 +64,18 @@ def _candidates(name: str, referenced_by: str) -> List[str]:
     return out
 
 
+def check_config_reference(cfg, key: str = "TRAIN.PRETRAIN_CONFIG") -> None:
+    """The config named by ``key`` (e.g. TRAIN.PRETRAIN_CONFIG) exists: else ``ConfigError`` naming the key. Its own
+    keys are checked when it is loaded."""
+    section, leaf = key.split(".")
+    name = cfg[section][leaf]
+    if name:
+        try:
+            resolve_config(name)
+        except ConfigError as e:
+            raise ConfigError(f"{key}: {e}") from e
+
+
 def resolve_config(name: str, referenced_by: str = "") -> str:
     """The config file that ``--cfg NAME`` (or ``_BASE_: NAME`` in the file ``referenced_by``) means. Tried in
     order: the path as given (for a ``_BASE_``: relative to ``referenced_by``'s folder); ``configs/NAME`` in the

@@ -239,3 +239,7 @@ def _validate_synthetic_scene(syn: CfgNode) -> None:
     _require(0 <= syn.OCCLUDERS <= 3, "SYNTHETIC.OCCLUDERS", f"must be in [0, 3], got {syn.OCCLUDERS}")
     _require(syn.BACKGROUND in ("smooth", "textured"), "SYNTHETIC.BACKGROUND",
              f"{syn.BACKGROUND!r} is not one of ['smooth', 'textured']")
+    _require(0.0 < syn.DISTRACTOR_SCALE <= 1.0, "SYNTHETIC.DISTRACTOR_SCALE",
+             f"must be in (0, 1], got {syn.DISTRACTOR_SCALE}")
+    _require(syn.TARGET_TONE in ("pastel", "dark"), "SYNTHETIC.TARGET_TONE",
+             f"{syn.TARGET_TONE!r} is not one of ['pastel', 'dark']")

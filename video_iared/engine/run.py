@@ -1,6 +1,7 @@
 """The stage dispatcher behind ``tools/run_net.py``: set-up, then benchmark / train / test / predict.
 
-Dense model (IARED.ENABLE False): train -> predict -> test. IA-RED² (IARED.ENABLE True): train the dense
+Dense model (IARED.ENABLE False): train -> predict -> test. Dense training starts from TRAIN.CHECKPOINT_FILE_PATH, or
+from the trained model of TRAIN.PRETRAIN_CONFIG (trained first in its own OUTPUT_DIR unless that run is complete). IA-RED² (IARED.ENABLE True): train the dense
 model into OUTPUT_DIR/dense (unless IARED.DENSE_CHECKPOINT is given) -> test it (summary line labelled
 "dense") -> ``train_iared(cfg, dense_checkpoint)`` -> with IARED.DENSE_PLUS_N, "dense + N": the dense model
 finetuned for IARED.FINETUNE_EPOCHS by IA-RED²'s finetune recipe (``engine.finetune``) into
@@ -23,6 +24,7 @@ from fvcore.common.config import CfgNode
 
 from video_iared.checkpoint import io as ckpt_io
 from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint
+from video_iared.config import load_config
 from video_iared.data.build import check_splits
 from video_iared.engine.comparison import paired_line, paired_top1, records_from_predictions
 from video_iared.engine.device import init_from_cfg
@@ -131,7 +133,7 @@ def _run(cfg: CfgNode, info: du.DistInfo, benchmark: Optional[BenchmarkStage]) -
     if cfg.IARED.ENABLE:
         checkpoint, baselines = _dense_then_iared(cfg, info)
     elif cfg.TRAIN.ENABLE:
-        checkpoint = train(cfg, info)
+        checkpoint = train(with_pretrained_init(cfg, info), info)
 
     if cfg.PREDICT.ENABLE:
         predict(cfg, info, checkpoint)
@@ -165,6 +167,33 @@ def _set_up(cfg: CfgNode, info: du.DistInfo) -> None:
         du.barrier()
 
 
+def with_pretrained_init(cfg: CfgNode, info: du.DistInfo) -> CfgNode:
+    """``cfg`` with TRAIN.CHECKPOINT_FILE_PATH set to the trained model of TRAIN.PRETRAIN_CONFIG (when that is set and
+    no checkpoint is given). That config is trained first, as run_net would (its synthetic data generated, its own
+    seed and OUTPUT_DIR); a complete run there is reused as it is. Only a dense config can be pretrained on."""
+    name = cfg.TRAIN.PRETRAIN_CONFIG
+    if not name or cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        return cfg
+    pre = load_config(name)
+    if pre.IARED.ENABLE or pre.TRAIN.PRETRAIN_CONFIG:
+        raise ValueError(f"TRAIN.PRETRAIN_CONFIG {name}: must be a dense config (IARED.ENABLE False) that names no "
+                         f"TRAIN.PRETRAIN_CONFIG of its own")
+    logger.info("pretraining: the dense model of %s (OUTPUT_DIR %s) initialises this one", name, pre.OUTPUT_DIR)
+    if pre.SYNTHETIC.ENABLE:
+        if info.is_main:
+            ensure_synthetic_dataset(pre)
+        du.barrier()
+    seed_everything(pre.RNG_SEED)
+    weights = train(pre, info)
+    seed_everything(cfg.RNG_SEED)
+    logger.info("pretraining done: %s starts from %s", cfg.OUTPUT_DIR, weights)
+    out = cfg.clone()
+    out.defrost()
+    out.TRAIN.CHECKPOINT_FILE_PATH = weights
+    out.freeze()
+    return out
+
+
 def _dense_then_iared(cfg: CfgNode, info: du.DistInfo) -> Tuple[str, _Baselines]:
     """IA-RED²'s stages before predict / test: the dense model (trained unless IARED.DENSE_CHECKPOINT, tested
     when TEST.ENABLE), the curriculum, then dense + N (IARED.DENSE_PLUS_N). Returns (the checkpoint to predict /
@@ -175,7 +204,7 @@ def _dense_then_iared(cfg: CfgNode, info: du.DistInfo) -> Tuple[str, _Baselines]
     dense_ckpt = cfg.IARED.DENSE_CHECKPOINT
     if not dense_ckpt and cfg.TRAIN.ENABLE:
         logger.info("IA-RED²: training the dense model first (into %s)", dense_cfg.OUTPUT_DIR)
-        dense_ckpt = train(dense_cfg, info)
+        dense_ckpt = train(with_pretrained_init(dense_cfg, info), info)
     if not dense_ckpt:
         dense_ckpt = latest_checkpoint(dense_cfg.OUTPUT_DIR) or ""
     if cfg.TEST.ENABLE and dense_ckpt:

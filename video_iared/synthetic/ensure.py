@@ -16,7 +16,8 @@ def synthetic_settings(cfg: CfgNode) -> dict:
     """The generator settings a config asks for (the ``SYNTHETIC`` group), as meta.json stores them."""
     s = cfg.SYNTHETIC
     scene = {"distractors": list(s.DISTRACTORS), "camera_pan": s.CAMERA_PAN, "camera_zoom": s.CAMERA_ZOOM,
-             "occluders": s.OCCLUDERS, "background": s.BACKGROUND}
+             "occluders": s.OCCLUDERS, "background": s.BACKGROUND, "distractor_scale": s.DISTRACTOR_SCALE,
+             "target_tone": s.TARGET_TONE}
     return settings_dict(s.NUM_CLASSES, s.VIDEOS_PER_CLASS, s.NUM_FRAMES, s.SIZE, s.FPS, s.SEED, s.FORMAT, scene)
 
 

@@ -48,7 +48,8 @@ MAX_PER_CLASS = 10_000  # SSv2 ids are (split + 1) * 1e6 + label * 1e4 + k
 
 
 SCENE_DEFAULTS = {"distractors": [0, 0], "camera_pan": 0.0, "camera_zoom": 0.0, "occluders": 0,
-                  "background": "smooth"}  # the harder-scene options (options.py) that add nothing
+                  "background": "smooth", "distractor_scale": 1.0,
+                  "target_tone": "pastel"}  # the harder-scene options (options.py) that add nothing
 
 
 def settings_dict(num_classes: int, videos_per_class: Sequence[int], num_frames: int, size: Sequence[int],
@@ -64,7 +65,8 @@ def settings_dict(num_classes: int, videos_per_class: Sequence[int], num_frames:
     scene = {**SCENE_DEFAULTS, **(scene or {})}
     scene = {"distractors": [int(v) for v in scene["distractors"]], "camera_pan": float(scene["camera_pan"]),
              "camera_zoom": float(scene["camera_zoom"]), "occluders": int(scene["occluders"]),
-             "background": str(scene["background"])}
+             "background": str(scene["background"]), "distractor_scale": float(scene["distractor_scale"]),
+             "target_tone": str(scene["target_tone"])}
     if scene != SCENE_DEFAULTS:
         out["scene"] = scene
     return out
@@ -75,7 +77,7 @@ def scene_options(settings: Dict) -> SceneOptions:
     s = {**SCENE_DEFAULTS, **settings.get("scene", {})}
     motions = tuple(c.motion for c in get_classes(settings["num_classes"]))
     return SceneOptions(tuple(s["distractors"]), motions, s["camera_pan"], s["camera_zoom"], s["occluders"],
-                        s["background"])
+                        s["background"], s["distractor_scale"], s["target_tone"])
 
 
 def _check_settings(s: Dict) -> None:
@@ -258,13 +260,15 @@ def generate_synthetic(
     camera_zoom: float = 0.0,
     occluders: int = 0,
     background: str = "smooth",
+    distractor_scale: float = 1.0,
+    target_tone: str = "pastel",
 ) -> Dict:
     """Generate the benchmark into ``out_dir`` (replacing an earlier synthetic dataset there) and return a summary.
 
     Video ``k`` of class ``label`` in split ``s`` depends only on ``(seed, s, label, k)`` and the frame
     settings, so asking for more videos or classes keeps the existing ones (with class-like distractors,
     whose motions are those of the classes in use, more classes change the videos). ``size`` is (height,
-    width). ``distractors`` .. ``background`` are the harder-scene options (options.py; the defaults add
+    width). ``distractors`` .. ``target_tone`` are the harder-scene options (options.py; the defaults add
     nothing). The summary holds ``out_dir``, ``format``, ``videos`` (per split), ``class_names``, ``bytes``
     (videos + masks + lists on disk), ``video_bytes``, ``seconds``, ``hflip_labels`` (label of each class's
     mirror image, None if not in use) and ``coverage`` (foreground fraction of the frame: ``video_mean``
@@ -272,7 +276,8 @@ def generate_synthetic(
     Raises ValueError for bad settings or when ``out_dir`` holds something that is not a synthetic dataset.
     """
     scene = {"distractors": list(distractors), "camera_pan": camera_pan, "camera_zoom": camera_zoom,
-             "occluders": occluders, "background": background}
+             "occluders": occluders, "background": background, "distractor_scale": distractor_scale,
+             "target_tone": target_tone}
     settings = settings_dict(num_classes, videos_per_class, num_frames, size, fps, seed, fmt, scene)
     _check_settings(settings)
     out_dir = os.path.abspath(out_dir)

@@ -14,6 +14,11 @@ the others draw, and the target object and its motion are the same video for vid
 - ``occluders``: bars in front of everything, crossing the target's position between 30 % and 70 % of the
   video; the mask leaves out what they cover.
 - ``background``: "smooth" (the default muted texture) or "textured" (backgrounds.py).
+- ``distractor_scale``: the class-like distractors' linear size as a fraction of the target's (their area range
+  is the target's times its square), so that the target is the largest moving object; 1 = the same sizes.
+- ``target_tone``: the target's second tone, painted on one side of a line through its centre: "pastel" (the
+  default: a light tint of its colour) or "dark" (DARK_TONE x its colour: a high-contrast two-tone object
+  among the single-tone distractors).
 """
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ import numpy as np
 from .shapes import hsv
 
 BACKGROUNDS = ("smooth", "textured")
+TARGET_TONES = ("pastel", "dark")
+DARK_TONE = 0.25  # "dark" second tone: this fraction of the target's colour
 MAX_DISTRACTORS = 6  # class-like distractors per video at most
 MAX_OCCLUDERS = 3  # occluders per video at most
 OCCLUDER_HALF_WIDTH = (0.05, 0.09)  # bar half-width, fraction of min(H, W): narrower than the target
@@ -43,6 +50,8 @@ class SceneOptions:
     camera_zoom: float = 0.0  # zoom factor change over the video at most 1 + this
     occluders: int = 0  # bars passing in front of the target
     background: str = "smooth"  # "smooth" | "textured"
+    distractor_scale: float = 1.0  # distractors' linear size relative to the target's, (0, 1]
+    target_tone: str = "pastel"  # the target's second tone: "pastel" | "dark"
 
     def check(self) -> None:
         """Raise ValueError naming the option that is out of range."""
@@ -60,6 +69,11 @@ class SceneOptions:
         if self.background not in BACKGROUNDS:
             raise ValueError(f"synthetic benchmark: background must be one of {list(BACKGROUNDS)}, "
                              f"got {self.background!r}")
+        if not 0.0 < self.distractor_scale <= 1.0:
+            raise ValueError(f"synthetic benchmark: distractor_scale must be in (0, 1], got {self.distractor_scale}")
+        if self.target_tone not in TARGET_TONES:
+            raise ValueError(f"synthetic benchmark: target_tone must be one of {list(TARGET_TONES)}, "
+                             f"got {self.target_tone!r}")
 
 
 @dataclass

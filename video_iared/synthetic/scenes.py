@@ -20,7 +20,7 @@ import numpy as np
 
 from .backgrounds import smooth_background, textured_background
 from .motions import draw_motion
-from .options import Camera, Occluder, SceneOptions, draw_camera, draw_occluders, still_camera
+from .options import DARK_TONE, Camera, Occluder, SceneOptions, draw_camera, draw_occluders, still_camera
 from .render import render_scene
 from .shapes import SHAPES, hsv, hue_name, unit_shape
 
@@ -104,13 +104,15 @@ def _start(radii: np.ndarray, offset: np.ndarray, u: np.ndarray, h: int, w: int,
 
 
 def _make_body(unit: np.ndarray, area_frac: float, angle0: float, start_u: np.ndarray, motion: Tuple,
-               colors: Tuple[np.ndarray, np.ndarray, float], h: int, w: int, cam: Camera) -> Body:
-    """Size, place and move an object: ``motion`` is draw_motion's (offset, turn, scale)."""
+               colors: Tuple[np.ndarray, np.ndarray, float], h: int, w: int, cam: Camera,
+               size_factor: float = 1.0) -> Body:
+    """Size, place and move an object: ``motion`` is draw_motion's (offset, turn, scale); ``size_factor``
+    scales its linear size after the cap (class-like distractors: SceneOptions.distractor_scale)."""
     offset, turn, scale = motion
     # Size: the unit polygon has area 1, so a factor k gives area k^2; the bounding radius is capped
     # the same way for every class, so that size says nothing about the class.
     r_unit = float(np.linalg.norm(unit, axis=1).max())
-    k = min(math.sqrt(area_frac * h * w), MAX_RADIUS * float(min(h, w)) / r_unit)
+    k = min(math.sqrt(area_frac * h * w), MAX_RADIUS * float(min(h, w)) / r_unit) * size_factor
     ks = k * scale
     start = _start(ks * r_unit, offset, start_u, h, w, cam)
     return Body(unit, ks, r_unit, start[None] + offset, angle0 + turn, *colors)
@@ -128,7 +130,7 @@ def _draw_bodies(rng: np.random.Generator, options: SceneOptions, t: int, h: int
         angle0, start_u = rng.uniform(0, 2 * np.pi), rng.uniform(0, 1, 2)
         motion = draw_motion(options.motions[int(rng.integers(len(options.motions)))], rng, t, float(min(h, w)))
         bodies.append(_make_body(unit, area_frac, angle0, start_u, motion, (color, color, 0.0), h, w,
-                                 still_camera(t, h, w)))  # placed in the world frame, seen through the camera
+                                 still_camera(t, h, w), options.distractor_scale))  # placed in the world frame, seen through the camera
     return bodies
 
 
@@ -155,6 +157,8 @@ def build_scene(entropy: Sequence[int], motion: str, t: int, h: int, w: int,
     if options.camera_pan or options.camera_zoom:
         cam = draw_camera(np.random.default_rng(cam_seq), t, h, w, options.camera_pan, options.camera_zoom)
     app = _draw_appearance(np.random.default_rng(app_seq), t, h, w, cam.extent())
+    if options.target_tone == "dark":  # no draw: every stream is the same as with the pastel tone
+        app.color2 = (DARK_TONE * app.color).astype(np.float32)
     if options.background == "textured":
         hp, wp = app.background.shape[:2]
         app.background = textured_background(np.random.default_rng(bg_seq), hp, wp, length)
