@@ -30,19 +30,26 @@ def _per_view():
     return rows
 
 
+def _video_means(scores):
+    return list(np.asarray(scores).reshape(4, 2).mean(1))
+
+
 def test_paired_metrics_match_the_bootstrap_on_the_same_views():
     pv = _per_view()
     got = {(p.method, p.versus, p.metric): p for p in paired_metrics(pv, list(AUC), ("auc_patch", "deletion_acc"))}
     # interpreter maps vs the other methods only (rollout is not compared with random)
     assert set(got) == {("interpreter", b, k) for b in ("rollout", "random") for k in ("auc_patch", "deletion_acc")}
     p = got[("interpreter", "rollout", "auc_patch")]
-    assert p.ci == paired_bootstrap_ci(AUC["interpreter"], AUC["rollout"]) and p.views == 8
+    # videos are resampled (their 2 views go together): each video scored by the mean over its views
+    assert p.ci == paired_bootstrap_ci(_video_means(AUC["interpreter"]), _video_means(AUC["rollout"]))
+    assert p.views == 8 and p.videos == 4
     assert p.ci.diff == pytest.approx(np.mean(AUC["interpreter"]) - np.mean(AUC["rollout"]))
     assert p.verdict == "better" and p.cell().endswith(" better")
     assert got[("interpreter", "random", "auc_patch")].verdict == "tie"
     # deletion: the NaN views are left out, and lower is better (the interpreter removes the evidence first)
     d = got[("interpreter", "rollout", "deletion_acc")]
-    assert d.views == 4 and d.ci == paired_bootstrap_ci(DELETION["interpreter"], DELETION["rollout"])
+    assert d.views == 4 and d.videos == 4
+    assert d.ci == paired_bootstrap_ci(DELETION["interpreter"], DELETION["rollout"])
     assert d.ci.diff < 0 and not d.ci.tie and d.verdict == "better"
     # the same interval the other way round is "worse"
     rev = paired_metrics([dict(r, method={"interpreter": "rollout", "rollout": "interpreter"}.get(r["method"],
@@ -63,7 +70,7 @@ def test_interval_table_and_files(tmp_path):
     p = next(x for x in res.paired if x.versus == "rollout" and x.metric == "auc_patch")
     q = next(x for x in res.paired if x.versus == "rollout" and x.metric == "deletion_acc")
     assert f"| interpreter | rollout | {p.cell()} | {q.cell()} |" in lines
-    assert "lower is better for deletion AUC (acc)" in md and "4–8 views" in md
+    assert "lower is better for deletion AUC (acc)" in md and "4–8 views of 4–4 videos" in md
     assert paired_markdown(InterpResult([], {}, np.zeros(0), {}, 0, 0, [], {}, [], 0.0), 0.1) == ""
     paths = write_reports(res, str(tmp_path), 0.1)
     assert {"ci_md", "ci_csv", "per_view"} <= set(paths)

@@ -70,6 +70,34 @@ def test_each_cell_runs_once_dense_plus_n_with_the_first_budget_only(grid):
     assert again == [(1, 0.5, False, dense)]
 
 
+def test_run_nets_own_run_of_the_config_is_the_cell_it_is(tmp_path):
+    """The config's run (seed 0, cost 0.7, dense + N, its own dense model) is read from OUTPUT_DIR, not run again."""
+    cfg = _cfg().clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR, cfg.IARED.TARGET_COST = str(tmp_path / "main"), 0.7
+    cfg.freeze()
+    dense = tmp_path / "main" / "dense" / "checkpoints" / "checkpoint_epoch_00002.pyth"
+    dense.parent.mkdir(parents=True)
+    dense.write_bytes(b"weights")
+    run, calls = _fake_run(OUTCOMES)
+    own = cfg.clone()
+    own.defrost()
+    own.IARED.DENSE_PLUS_N = True
+    own.freeze()
+    run(own)  # what run_net wrote
+    calls.clear()
+    out = str(tmp_path / "grid")
+    seed_grid.run_grid(cfg, str(dense), [0, 1], [0.7, 0.5], out, run)
+    assert [c[:2] for c in calls] == [(0, 0.5), (1, 0.7), (1, 0.5)]
+    rows = seed_grid.summarize(cfg, out, [0, 1], [0.7, 0.5], str(dense), num_resamples=200)
+    assert {(r.seed, r.budget) for r in rows} >= {("0", 0.7), ("1", 0.5), ("all", 0.5)}
+    assert not os.path.exists(os.path.join(out, "seed0_cost0.7"))
+    # another dense model: the config's own run is not this grid's cell
+    other = tmp_path / "other.pyth"
+    other.write_bytes(b"w")
+    assert seed_grid.cell_dir(cfg, out, 0, 0.7, str(other)) == os.path.join(out, "seed0_cost0.7")
+
+
 def test_a_missing_dense_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pyth"):
         seed_grid.run_grid(_cfg(), str(tmp_path / "nope.pyth"), [0], [0.7], str(tmp_path), _fake_run(OUTCOMES)[0])

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             seed_grid.run_grid(cfg, dense, args.seeds, args.budgets, out_dir, run)
         os.makedirs(out_dir, exist_ok=True)
         setup_logging(out_dir)
-        rows = seed_grid.summarize(cfg, out_dir, args.seeds, args.budgets)
+        rows = seed_grid.summarize(cfg, out_dir, args.seeds, args.budgets, dense)
     except user_errors() + (ValueError,) as e:  # ValueError: no video scored by every run
         report_error(e)
         return 1

@@ -4,7 +4,8 @@ For every seed and budget (``IARED.TARGET_COST``), the run_net IA-RED² stages r
 into ``OUT/seed<S>_cost<B>``: curriculum, calibration to the budget, finetune, test; with the first budget of a seed,
 also "dense + N" (the dense model finetuned for the same N epochs by the same recipe, ``engine.finetune``), which
 does not depend on the budget and is shared by the seed's other budgets. A run whose predictions exist is not run
-again, so an interrupted grid resumes where it stopped.
+again, so an interrupted grid resumes where it stopped; the cell that run_net's own run of the config already is
+(its RNG_SEED and IARED.TARGET_COST, dense + N on, the dense model of its OUTPUT_DIR) is read from OUTPUT_DIR.
 
 The report compares, on the test videos every run scored:
 
@@ -45,6 +46,18 @@ def run_dir(out_dir: str, seed: int, budget: float) -> str:
     return os.path.join(out_dir, f"seed{seed}_cost{budget:g}")
 
 
+def cell_dir(cfg: CfgNode, out_dir: str, seed: int, budget: float, dense_checkpoint: str) -> str:
+    """Where the cell's runs are: run_net's OUTPUT_DIR when the config's own finished run is this cell (same seed and
+    budget, dense + N on, and ``dense_checkpoint`` is that run's dense model), else OUT/seed<S>_cost<B>."""
+    own_dense = os.path.abspath(os.path.join(cfg.OUTPUT_DIR, DENSE_DIR))
+    if (seed == cfg.RNG_SEED and budget == cfg.IARED.TARGET_COST and cfg.IARED.DENSE_PLUS_N
+            and os.path.abspath(dense_checkpoint).startswith(own_dense + os.sep)
+            and os.path.isfile(_predictions(cfg.OUTPUT_DIR, cfg))
+            and os.path.isfile(_predictions(os.path.join(cfg.OUTPUT_DIR, DENSE_PLUS_N_DIR), cfg))):
+        return cfg.OUTPUT_DIR
+    return run_dir(out_dir, seed, budget)
+
+
 def grid_config(cfg: CfgNode, out_dir: str, seed: int, budget: float, dense_checkpoint: str,
                 with_dense_plus_n: bool) -> CfgNode:
     """The run_net config of one grid cell: ``cfg`` with the seed, the budget, the dense model and its folder."""
@@ -76,6 +89,9 @@ def run_grid(cfg: CfgNode, dense_checkpoint: str, seeds: Sequence[int], budgets:
                                 f"tools/run_net.py on the same config, or pass --dense-checkpoint)")
     for seed in seeds:
         for i, budget in enumerate(budgets):
+            if cell_dir(cfg, out_dir, seed, budget, dense_checkpoint) == cfg.OUTPUT_DIR:
+                logger.info("seed grid: seed %d budget %g is run_net's own run in %s", seed, budget, cfg.OUTPUT_DIR)
+                continue
             c = grid_config(cfg, out_dir, seed, budget, dense_checkpoint, with_dense_plus_n=i == 0)
             needed = [_predictions(c.OUTPUT_DIR, c)]
             if i == 0 and c.IARED.FINETUNE_EPOCHS > 0:
@@ -130,12 +146,13 @@ class _Cell:
     dense_plus_n: str
 
 
-def _cells(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequence[float]) -> List[_Cell]:
+def _cells(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequence[float],
+           dense_checkpoint: str) -> List[_Cell]:
     cells = []
     for seed in seeds:
-        first = run_dir(out_dir, seed, budgets[0])
+        first = cell_dir(cfg, out_dir, seed, budgets[0], dense_checkpoint)
         for budget in budgets:
-            folder = run_dir(out_dir, seed, budget)
+            folder = cell_dir(cfg, out_dir, seed, budget, dense_checkpoint)
             cells.append(_Cell(seed, budget, _predictions(folder, cfg), _predictions(os.path.join(folder, DENSE_DIR), cfg),
                                _predictions(os.path.join(first, DENSE_PLUS_N_DIR), cfg)))
     missing = [p for c in cells for p in (c.iared, c.dense, c.dense_plus_n) if not os.path.isfile(p)]
@@ -145,11 +162,11 @@ def _cells(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequence[f
     return cells
 
 
-def summarize(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequence[float],
+def summarize(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequence[float], dense_checkpoint: str = "",
               num_resamples: int = 10_000) -> List[CellReport]:
     """The report's rows: one per (seed, budget), then one per budget averaged over the seeds (seed "all"), on the
     test videos scored by every run of the grid (a video failed anywhere is left out everywhere)."""
-    cells = _cells(cfg, out_dir, seeds, budgets)
+    cells = _cells(cfg, out_dir, seeds, budgets, dense_checkpoint)
     correct = {p: _correct(p) for c in cells for p in (c.iared, c.dense, c.dense_plus_n)}
     keys = sorted(set.intersection(*[{k for k, v in cr.items() if v is not None} for cr in correct.values()]))
     if not keys:

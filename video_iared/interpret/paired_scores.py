@@ -1,9 +1,11 @@
 """Paired differences of the interpretability metrics: each interpreter map (each group's and the kept set's)
 minus each other method (raw attention, rollout, Grad-CAM, Chefer, random) over the same views, with the paired
-bootstrap 95 % interval (``utils.bootstrap.paired_bootstrap_ci``: the same resampled views for both maps).
+bootstrap 95 % interval (``utils.bootstrap.paired_bootstrap_ci``) resampling *videos*: the views of one video are
+correlated (the same object and scene), so each video counts once, with the mean of each map's scores over its
+views, and the same resampled videos are used for both maps.
 
 A view whose metric is NaN for either map (e.g. no deletion curve on it, ``INTERP.CURVE_VIEWS``) is left out of
-that comparison. An interval containing 0 is a tie; otherwise the interpreter is "better" or "worse", by the
+that comparison (a video with no view left is left out). An interval containing 0 is a tie; otherwise the interpreter is "better" or "worse", by the
 metric's direction (``view_scores.LOWER_IS_BETTER``: a lower deletion AUC is better).
 """
 from __future__ import annotations
@@ -17,17 +19,20 @@ from video_iared.interpret.view_scores import CURVE_METRICS, LOWER_IS_BETTER, MA
 from video_iared.utils.bootstrap import PairedCI, paired_bootstrap_ci
 
 VIEW_KEY = ("video", "view")  # what makes two per-view rows the same view
+UNIT_KEY = "video"  # the resampled unit: the views of one video go together
 
 
 @dataclass(frozen=True)
 class PairedMetric:
-    """``metric`` of ``method`` minus that of ``versus`` over ``views`` views (``ci`` None when none had both)."""
+    """``metric`` of ``method`` minus that of ``versus`` over ``views`` views of ``videos`` videos (``ci`` None
+    when none had both)."""
 
     method: str
     versus: str
     metric: str
     ci: Optional[PairedCI]
     views: int
+    videos: int = 0
 
     @property
     def verdict(self) -> str:
@@ -65,7 +70,16 @@ def paired_metrics(per_view: Sequence[Dict[str, object]], methods: Sequence[str]
                 both = sorted(sa.keys() & sb.keys())
                 if not both:
                     continue
-                ci = paired_bootstrap_ci([sa[v] for v in both], [sb[v] for v in both], num_resamples, confidence,
-                                         seed)
-                out.append(PairedMetric(a, b, k, ci, len(both)))
+                ua, ub = _video_means(both, sa), _video_means(both, sb)
+                ci = paired_bootstrap_ci(ua, ub, num_resamples, confidence, seed)
+                out.append(PairedMetric(a, b, k, ci, len(both), len(ua)))
     return out
+
+
+def _video_means(views: Sequence[Tuple], scores: Dict[Tuple, float]) -> List[float]:
+    """The mean score over each video's ``views`` (sorted keys of VIEW_KEY), one value per video in order."""
+    unit = VIEW_KEY.index(UNIT_KEY)
+    sums: Dict[object, List[float]] = {}
+    for v in views:
+        sums.setdefault(v[unit], []).append(scores[v])
+    return [sum(s) / len(s) for s in sums.values()]

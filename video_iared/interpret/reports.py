@@ -55,11 +55,12 @@ def paired_markdown(res: InterpResult, topk: float) -> str:
         lines.append(f"| {a} | {b} | " + " | ".join(cells[(a, b, k)].cell() if (a, b, k) in cells else "n/a"
                                                    for k in metrics) + " |")
     views = sorted({p.views for p in res.paired})
+    videos = sorted({p.videos for p in res.paired})
     lower = [heads[k] for k in metrics if k in LOWER_IS_BETTER]
     note = (f"Paired differences (map minus the other method) over the same views ({views[0]}–{views[-1]} views "
-            f"per comparison; a view without the metric for either map left out), paired bootstrap "
-            f"{100 * res.paired[0].ci.confidence:g} % interval ({res.paired[0].ci.num_resamples} resamples of the "
-            f"views, seed 0); tie: the interval contains 0; better / worse for the map"
+            f"of {videos[0]}–{videos[-1]} videos per comparison; a view without the metric for either map left out), "
+            f"paired bootstrap {100 * res.paired[0].ci.confidence:g} % interval ({res.paired[0].ci.num_resamples} "
+            f"resamples of the videos, each scored by the mean over its views, seed 0); tie: the interval contains 0; better / worse for the map"
             + (f" (lower is better for {', '.join(lower)})" if lower else "") + ".")
     return "\n".join([note, ""] + lines) + "\n"
 
@@ -70,7 +71,7 @@ def paired_rows(res: InterpResult) -> List[Dict[str, object]]:
     for p in res.paired:
         ci = p.ci
         out.append({"method": p.method, "versus": p.versus, "metric": p.metric, "diff": ci.diff, "lower": ci.lower,
-                    "upper": ci.upper, "tie": ci.tie, "verdict": p.verdict, "views": p.views,
+                    "upper": ci.upper, "tie": ci.tie, "verdict": p.verdict, "views": p.views, "videos": p.videos,
                     "confidence": ci.confidence, "lower_is_better": p.metric in LOWER_IS_BETTER})
     return out
 
