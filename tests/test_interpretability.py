@@ -117,8 +117,9 @@ def test_interpreter_score_ranks_by_groups_survived():
 
 def test_explain_gives_every_map_on_the_grid():
     m = tiny_model()
-    e = explain(m, clips(), METHODS)
-    assert set(e.maps) == set(METHODS)
+    methods = [k for k in METHODS if k != "interpreter_g2"]  # two groups
+    e = explain(m, clips(), methods)
+    assert set(e.maps) == set(methods)
     for name, mp in e.maps.items():
         assert mp.shape == (2, T, 4, 4), name
         assert torch.isfinite(mp).all(), name
@@ -131,6 +132,20 @@ def test_explain_gives_every_map_on_the_grid():
     assert bool(((per_frame > 0) & (per_frame < 1)).all())
     assert torch.equal(e.target, e.dense_logits.argmax(1))
     assert not any(p.grad is not None for p in m.parameters()), "explain must leave no gradients behind"
+
+
+def test_each_groups_interpreter_map_is_its_keep_probability_over_the_tokens_alive_there():
+    m = tiny_model()
+    x = clips()
+    out = interpreter_maps(m, x)
+    e = explain(m, x, ["interpreter_g0", "interpreter_g1"])
+    assert torch.equal(e.maps["interpreter_g0"], out.probs[:, 0].float())
+    assert torch.equal(e.maps["interpreter_g1"], out.probs[:, 1].float())
+    dropped_by_g0 = ~out.kept[:, 0]
+    assert dropped_by_g0.any() and bool((e.maps["interpreter_g1"][dropped_by_g0] == 0).all())
+    assert bool((e.maps["interpreter_g1"][~dropped_by_g0] > 0).all())
+    with pytest.raises(ValueError, match="interpreter_g2: group 2's interpreter did not run .*2 groups"):
+        explain(m, x, ["interpreter_g2"])
 
 
 def test_capture_hooks_reproduce_the_module_output():

@@ -224,7 +224,8 @@ def _check_interp(it: CfgNode) -> None:
     _require(it.CURVE_STEPS >= 0 and it.CURVE_VIEWS >= 0 and it.MAX_VIDEOS >= 0, "INTERP.CURVE_STEPS",
              "INTERP.CURVE_STEPS, CURVE_VIEWS and MAX_VIDEOS must be >= 0")
     # the names of video_iared.interpret.explain.METHODS (not imported: validation stays free of torch)
-    methods = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
+    methods = ("interpreter", "interpreter_g0", "interpreter_g1", "interpreter_g2", "kept", "attention", "rollout",
+               "gradcam", "chefer", "random")
     _require(len(it.METHODS) > 0 and all(m in methods for m in it.METHODS), "INTERP.METHODS",
              f"must be a non-empty list of {list(methods)}")
 

@@ -7,7 +7,9 @@ Methods (``METHODS``):
   that dropped it, or the last group) and ``p`` that group's keep probability. Tokens that survive more
   groups therefore always rank higher (with the threshold policy, p <= threshold where a token was dropped
   and p > threshold where it was kept), and the probability orders tokens within one depth.
-- ``interpreter_g0``: the first interpreter's keep probability (every token is alive there).
+- ``interpreter_g0``: the first interpreter's keep probability (every token is alive there); ``interpreter_g1``,
+  ``interpreter_g2``: group 1's / 2's keep probability over the tokens still alive there (0 for the tokens an
+  earlier group dropped), for models with that many groups.
 - ``kept``: the number of groups a token survived, / G (the hierarchical kept mask as one map).
 - ``attention``: raw attention of the last block: the CLS query's attention over the patches, averaged
   over heads. Divided space-time: the spatial attention of each frame's CLS copy over that frame's patches
@@ -56,8 +58,9 @@ __all__ = ["METHODS", "INTERPRETER_METHODS", "BASELINE_METHODS", "Explanation", 
            "spatial_operator", "temporal_operator", "InterpreterOutput", "interpreter_maps", "grid_of",
            "map_to_tokens", "tokens_to_map"]
 
-METHODS = ("interpreter", "interpreter_g0", "kept", "attention", "rollout", "gradcam", "chefer", "random")
-INTERPRETER_METHODS = ("interpreter", "interpreter_g0", "kept")
+GROUP_METHODS = ("interpreter_g0", "interpreter_g1", "interpreter_g2")  # one group's keep probability each
+METHODS = ("interpreter", *GROUP_METHODS, "kept", "attention", "rollout", "gradcam", "chefer", "random")
+INTERPRETER_METHODS = ("interpreter", *GROUP_METHODS, "kept")
 BASELINE_METHODS = ("attention", "rollout", "gradcam", "chefer", "random")
 
 
@@ -96,10 +99,13 @@ def explain(model: TimeSformer, clips: torch.Tensor, methods: Sequence[str] = ME
             interp = interpreter_maps(model, clips)
             if "interpreter" in methods:
                 maps["interpreter"] = interp.hierarchical_score()
-            if "interpreter_g0" in methods:
-                if not interp.scored[0]:
-                    raise ValueError("interpreter_g0: the first group's interpreter did not run (policy 'all')")
-                maps["interpreter_g0"] = interp.probs[:, 0]
+            for g, name in enumerate(GROUP_METHODS):
+                if name not in methods:
+                    continue
+                if g >= interp.num_groups or not interp.scored[g]:
+                    raise ValueError(f"{name}: group {g}'s interpreter did not run (the model has "
+                                     f"{interp.num_groups} groups; scored: {interp.scored})")
+                maps[name] = interp.probs[:, g]
             if "kept" in methods:
                 maps["kept"] = interp.depth().float() / interp.num_groups
         need_grad = any(m in ("gradcam", "chefer") for m in methods)

@@ -22,7 +22,8 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from video_iared.utils.video_io import write_video
 
-TITLES = {"interpreter": "interpreter score", "interpreter_g0": "interpreter (group 0) p", "kept": "groups survived",
+TITLES = {"interpreter": "interpreter score", "interpreter_g0": "interpreter (group 0) p",
+          "interpreter_g1": "interpreter (group 1) p", "interpreter_g2": "interpreter (group 2) p", "kept": "groups survived",
           "attention": "raw attention (last block)", "rollout": "attention rollout", "gradcam": "Grad-CAM",
           "chefer": "gradient-weighted rollout", "random": "random"}
 GROUP_COLORS = ["#d62728", "#ffbf00", "#9467bd", "#17becf", "#1f77b4", "#8c564b"]  # dropped at g (repeats)
