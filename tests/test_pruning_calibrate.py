@@ -55,6 +55,23 @@ def test_a_model_within_budget_keeps_its_threshold():
     assert cal.threshold == 0.5 and len(cal.tried) == 1
 
 
+def test_fill_lowers_the_threshold_of_a_model_under_budget_to_use_the_budget():
+    m, loader = _model(), _loader(2, 3)
+    dense = _dense(m, loader)
+    at_start = measure_threshold(m, loader, torch.device("cpu"), 0.7, dense)
+    target = at_start.cost_fraction + 0.1  # within budget at 0.7, with room left
+    assert target < 0.99
+    assert calibrate_threshold(m, loader, torch.device("cpu"), target, dense, start=0.7).threshold == 0.7
+    cal = calibrate_threshold(m, loader, torch.device("cpu"), target, dense, start=0.7, steps=5, fill=True)
+    assert cal.threshold < 0.7 and at_start.cost_fraction < cal.chosen.cost_fraction <= target
+    # the bracket: a lower threshold tried went over the budget, within (0.7 - 0.001) / 2^5 of the choice
+    over = [p.threshold for p in cal.tried if p.cost_fraction > target]
+    assert over and max(over) < cal.threshold <= max(over) + 0.699 / 2**5 + 1e-9
+    assert cal.tried[0].threshold == 0.7 and cal.tried[1].threshold == 0.001 and len(cal.tried) == 2 + 5
+    # a budget that even threshold 0.001 (every token) meets: 0.001
+    assert calibrate_threshold(m, loader, torch.device("cpu"), 0.999, dense, start=0.7, fill=True).threshold == 0.001
+
+
 def test_a_budget_below_the_fixed_costs_is_refused():
     m, loader = _model(), _loader(1)
     with pytest.raises(CalibrationError, match="below the cost at threshold 0.999"):

@@ -117,6 +117,9 @@ _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fix
 # and the predict / test stages use it (pruning/calibrate.py).
 _C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no calibration (use IARED.THRESHOLD)
 _C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration measures (evenly spaced over the list); 0 = all
+# with TARGET_COST: also LOWER the threshold of a model under budget, to the lowest one within it (the budget as an
+# operating point: the model keeps as many tokens as it pays for); False: the threshold is only ever raised
+_C.IARED.CALIBRATION_FILL = False
 _C.IARED.CALIBRATION_FVCORE_CLIPS = 1  # val clips also traced by fvcore at the first point, logged beside the trace-free count (0 = none)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)

@@ -185,6 +185,7 @@ def _save_final(run: _IAREDRun, calibration) -> str:
 
 def _calibrate(run: _IAREDRun, after: str):
     """Raise the model's threshold until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
+    (with IARED.CALIBRATION_FILL, lower it to the lowest threshold within that budget when the model is under it)
     (on IARED.CALIBRATION_VIDEOS val videos, decoded at the first calibration of the run and held for the next;
     sums over processes: every process the same answer)."""
     cfg, model, device, stats, ia = run.cfg, run.model, run.device, run.stats, run.cfg.IARED
@@ -201,7 +202,7 @@ def _calibrate(run: _IAREDRun, after: str):
         cal = calibrate_threshold(model, run.calibration_clips, device, ia.TARGET_COST, dense, model.threshold,
                                   reduce_fn=run.reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
                                   dtype=amp_dtype(device, cfg.TEST.PRECISION),
-                                  normalizer=build_normalizer(cfg))
+                                  normalizer=build_normalizer(cfg), fill=ia.CALIBRATION_FILL)
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e

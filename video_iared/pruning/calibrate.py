@@ -9,6 +9,11 @@ first clips of the first point are also traced and logged beside it). The thresh
 a model already within the budget keeps its threshold. Cost is not exactly monotonic in the threshold
 (later groups score features that depend on what earlier groups kept), so bisection only ever returns a
 threshold whose measured cost met the budget.
+
+With ``fill`` (IARED.CALIBRATION_FILL) the budget is an operating point rather than a ceiling: a model already
+within it gets the *lowest* threshold whose cost still meets it (bisection below its threshold), so it keeps as
+many tokens as the budget pays for — budgets 0.7 and 0.5 then give two different models even when the curriculum
+landed below both.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # bisection ends above this threshold: p > 0.999 keeps (almost) no patch token
 MAX_THRESHOLD = 0.999
+MIN_THRESHOLD = 0.001  # ... and, with ``fill``, below this one: p > 0.001 keeps (almost) every token
 
 ReduceFn = Callable[[List[float]], List[float]]
 Normalizer = Callable[[torch.Tensor], torch.Tensor]  # data.device_normalize: uint8 clips -> the model's input
@@ -116,9 +122,10 @@ def measure_threshold(model: nn.Module, loader, device: torch.device, threshold:
 def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: float, dense_gflops: float,
                         start: float, steps: int = 8, reduce_fn: Optional[ReduceFn] = None,
                         fvcore_sample: int = 4, dtype: Optional[torch.dtype] = None,
-                        normalizer: Optional[Normalizer] = None) -> Calibration:
+                        normalizer: Optional[Normalizer] = None, fill: bool = False) -> Calibration:
     """The lowest threshold in [``start``, 0.999] (to a bisection of ``steps`` halvings) whose mean fvcore cost
-    per clip on ``loader`` is at most ``target`` x ``dense_gflops``; ``start`` itself when it already is.
+    per clip on ``loader`` is at most ``target`` x ``dense_gflops``; ``start`` itself when it already is, unless
+    ``fill``: then the lowest such threshold in [0.001, ``start``] (0.001 when even that is within budget).
     At the first point, ``fvcore_sample`` clips are also traced by fvcore (logged beside the trace-free count).
     ``dtype``: the forwards' autocast dtype, ``normalizer`` the clips' (``measure_threshold``).
 
@@ -146,12 +153,32 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
     tried: List[CostPoint] = []
     first = at(start)
     if first.cost_fraction <= target:
-        return Calibration(float(start), target, first, tried)
+        if not fill or start <= MIN_THRESHOLD:
+            return Calibration(float(start), target, first, tried)
+        return _fill_budget(at, first, target, steps, tried)
     best = at(MAX_THRESHOLD)
     if best.cost_fraction > target:
         raise CalibrationError(f"target cost {target:.3f} of dense is below the cost at threshold {MAX_THRESHOLD} "
                                f"({best.cost_fraction:.3f}: stem, interpreters, head and the CLS token alone)")
     lo, hi = float(start), MAX_THRESHOLD
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        p = at(mid)
+        if p.cost_fraction <= target:
+            hi, best = mid, p
+        else:
+            lo = mid
+    return Calibration(best.threshold, target, best, tried)
+
+
+def _fill_budget(at: Callable[[float], CostPoint], within: CostPoint, target: float, steps: int,
+                 tried: List[CostPoint]) -> Calibration:
+    """Bisect [MIN_THRESHOLD, ``within``'s threshold] for the lowest threshold whose cost is at most ``target``
+    (``within`` is such a point); ``at`` measures a threshold and appends it to ``tried``."""
+    floor = at(MIN_THRESHOLD)
+    if floor.cost_fraction <= target:
+        return Calibration(MIN_THRESHOLD, target, floor, tried)
+    lo, hi, best = MIN_THRESHOLD, within.threshold, within
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         p = at(mid)
