@@ -37,6 +37,13 @@ def _fake_run(outcomes):
 
     def run(cfg):
         calls.append((cfg.RNG_SEED, cfg.IARED.TARGET_COST, cfg.IARED.DENSE_PLUS_N, cfg.IARED.DENSE_CHECKPOINT))
+        stages = os.path.join(cfg.OUTPUT_DIR, "checkpoints")
+        os.makedirs(stages, exist_ok=True)
+        for g in range(len(cfg.IARED.GROUPS)):  # the curriculum: trained here unless the grid copied it in
+            path = os.path.join(stages, f"iared_stage_{g:02d}.pyth")
+            if not os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write(f"stage {g} trained by seed {cfg.RNG_SEED} at budget {cfg.IARED.TARGET_COST}")
         key = (cfg.RNG_SEED, cfg.IARED.TARGET_COST)
         _write(cfg.OUTPUT_DIR, outcomes[key], 1.0 * cfg.IARED.TARGET_COST)
         _write(os.path.join(cfg.OUTPUT_DIR, "dense"), [1, 1, 1, 1, 1, 1, 0, 0], 1.0)
@@ -62,6 +69,11 @@ def grid(tmp_path):
 def test_each_cell_runs_once_dense_plus_n_with_the_first_budget_only(grid):
     out, calls, dense = grid
     assert calls == [(0, 0.7, True, dense), (0, 0.5, False, dense), (1, 0.7, True, dense), (1, 0.5, False, dense)]
+    # a seed's later budgets start from its first budget's curriculum (it does not depend on the budget)
+    for seed in (0, 1):
+        for g in range(len(_cfg().IARED.GROUPS)):
+            with open(os.path.join(out, f"seed{seed}_cost0.5", "checkpoints", f"iared_stage_{g:02d}.pyth")) as f:
+                assert f.read() == f"stage {g} trained by seed {seed} at budget 0.7"
     run, again = _fake_run(OUTCOMES)
     seed_grid.run_grid(_cfg(), dense, [0, 1], [0.7, 0.5], out, run)  # resumed: everything is done
     assert again == []

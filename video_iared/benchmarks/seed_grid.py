@@ -4,7 +4,9 @@ For every seed and budget (``IARED.TARGET_COST``), the run_net IA-RED² stages r
 into ``OUT/seed<S>_cost<B>``: curriculum, calibration to the budget, finetune, test; with the first budget of a seed,
 also "dense + N" (the dense model finetuned for the same N epochs by the same recipe, ``engine.finetune``), which
 does not depend on the budget and is shared by the seed's other budgets. A run whose predictions exist is not run
-again, so an interrupted grid resumes where it stopped; the cell that run_net's own run of the config already is
+again, so an interrupted grid resumes where it stopped. The curriculum does not depend on the budget (the threshold
+is calibrated after it), so a seed's later budgets start from the first budget's curriculum stage checkpoints
+(copied; run_net resumes after the stages it finds) instead of training the same stages again; the cell that run_net's own run of the config already is
 (its RNG_SEED and IARED.TARGET_COST, dense + N on, the dense model of its OUTPUT_DIR) is read from OUTPUT_DIR.
 
 The report compares, on the test videos every run scored:
@@ -25,6 +27,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
+from video_iared.checkpoint.io import stage_checkpoint_path
 from video_iared.engine.comparison import correct_by_index, paired_top1, records_from_predictions
 from video_iared.engine.results import load_predictions
 from video_iared.engine.run import DENSE_DIR, DENSE_PLUS_N_DIR
@@ -99,8 +103,21 @@ def run_grid(cfg: CfgNode, dense_checkpoint: str, seeds: Sequence[int], budgets:
             if all(os.path.isfile(p) for p in needed):
                 logger.info("seed grid: seed %d budget %g already done (%s)", seed, budget, c.OUTPUT_DIR)
                 continue
+            if i > 0:
+                _share_curriculum(cell_dir(cfg, out_dir, seed, budgets[0], dense_checkpoint), c)
             logger.info("seed grid: seed %d budget %g -> %s", seed, budget, c.OUTPUT_DIR)
             run_fn(c)
+
+
+def _share_curriculum(first_dir: str, c: CfgNode) -> None:
+    """Copy the curriculum stage checkpoints of the seed's first budget into this cell (where it has none yet)."""
+    for stage in range(len(c.IARED.GROUPS)):
+        src, dst = stage_checkpoint_path(first_dir, stage), stage_checkpoint_path(c.OUTPUT_DIR, stage)
+        if os.path.isfile(src) and not os.path.exists(dst):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst + ".tmp")
+            os.replace(dst + ".tmp", dst)
+            logger.info("seed grid: curriculum stage %d from %s (it does not depend on the budget)", stage, src)
 
 
 @dataclass
