@@ -27,10 +27,8 @@ _C.TRAIN.EVAL_PERIOD = 1  # epochs between clip-level validation runs (0 disable
 _C.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoints
 _C.TRAIN.AUTO_RESUME = True  # resume from the latest checkpoint in OUTPUT_DIR/checkpoints
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from (official .pyth, ours, or timm image weights)
-# a dense config (path or name) whose trained model the dense model starts from when CHECKPOINT_FILE_PATH is "":
-# run_net trains it first in its own OUTPUT_DIR, or reuses that run once complete (the synthetic bench starts from
-# the demo's dense model, as TimeSformer starts from ImageNet weights)
-_C.TRAIN.PRETRAIN_CONFIG = ""
+# (the synthetic bench starts from the demo's dense model, as TimeSformer starts from ImageNet weights)
+_C.TRAIN.PRETRAIN_CONFIG = ""  # dense config whose trained model starts dense training when CHECKPOINT_FILE_PATH is "" (trained first by run_net, reused once complete)
 _C.TRAIN.MIXED_PRECISION = False  # autocast in training: fp16 + GradScaler on cuda, bf16 on cpu (TRAIN.AMP_DTYPE)
 _C.TRAIN.AMP_DTYPE = "auto"  # with MIXED_PRECISION: "auto" (fp16 on cuda, bf16 on cpu) | "bf16" | "fp16" (cuda only)
 _C.TRAIN.GRAD_ACCUM_STEPS = 1  # micro-batches accumulated per optimizer step
@@ -117,9 +115,8 @@ _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fix
 # and the predict / test stages use it (pruning/calibrate.py).
 _C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no calibration (use IARED.THRESHOLD)
 _C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration measures (evenly spaced over the list); 0 = all
-# with TARGET_COST: also LOWER the threshold of a model under budget, to the lowest one within it (the budget as an
-# operating point: the model keeps as many tokens as it pays for); False: the threshold is only ever raised
-_C.IARED.CALIBRATION_FILL = False
+# (the budget as an operating point: the model keeps as many tokens as it pays for)
+_C.IARED.CALIBRATION_FILL = False  # with TARGET_COST: also lower the threshold of a model under budget, to the lowest one within it (False: only raised)
 _C.IARED.CALIBRATION_FVCORE_CLIPS = 1  # val clips also traced by fvcore at the first point, logged beside the trace-free count (0 = none)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)
