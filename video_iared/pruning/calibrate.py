@@ -160,7 +160,14 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
     if best.cost_fraction > target:
         raise CalibrationError(f"target cost {target:.3f} of dense is below the cost at threshold {MAX_THRESHOLD} "
                                f"({best.cost_fraction:.3f}: stem, interpreters, head and the CLS token alone)")
-    lo, hi = float(start), MAX_THRESHOLD
+    best = _bisect(at, float(start), best, target, steps)
+    return Calibration(best.threshold, target, best, tried)
+
+
+def _bisect(at: Callable[[float], CostPoint], lo: float, within: CostPoint, target: float, steps: int) -> CostPoint:
+    """``steps`` halvings of [``lo``, ``within``'s threshold], where ``lo`` is over the budget and ``within`` meets
+    it: the point of the lowest threshold measured within ``target``."""
+    hi, best = within.threshold, within
     for _ in range(steps):
         mid = 0.5 * (lo + hi)
         p = at(mid)
@@ -168,7 +175,7 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
             hi, best = mid, p
         else:
             lo = mid
-    return Calibration(best.threshold, target, best, tried)
+    return best
 
 
 def _fill_budget(at: Callable[[float], CostPoint], within: CostPoint, target: float, steps: int,
@@ -178,12 +185,5 @@ def _fill_budget(at: Callable[[float], CostPoint], within: CostPoint, target: fl
     floor = at(MIN_THRESHOLD)
     if floor.cost_fraction <= target:
         return Calibration(MIN_THRESHOLD, target, floor, tried)
-    lo, hi, best = MIN_THRESHOLD, within.threshold, within
-    for _ in range(steps):
-        mid = 0.5 * (lo + hi)
-        p = at(mid)
-        if p.cost_fraction <= target:
-            hi, best = mid, p
-        else:
-            lo = mid
+    best = _bisect(at, MIN_THRESHOLD, within, target, steps)
     return Calibration(best.threshold, target, best, tried)
