@@ -1,13 +1,14 @@
 """Seeds x cost budgets of the IA-RED² recipe from one dense model, compared with "dense + N" on the same videos.
 
 For every seed and budget (``IARED.TARGET_COST``), the run_net IA-RED² stages run from the given dense checkpoint
-into ``OUT/seed<S>_cost<B>``: curriculum, calibration to the budget, finetune, test; with the first budget of a seed,
-also "dense + N" (the dense model finetuned for the same N epochs by the same recipe, ``engine.finetune``), which
-does not depend on the budget and is shared by the seed's other budgets. A run whose predictions exist is not run
-again, so an interrupted grid resumes where it stopped. The curriculum does not depend on the budget (the threshold
-is calibrated after it), so a seed's later budgets start from the first budget's curriculum stage checkpoints
-(copied; run_net resumes after the stages it finds) instead of training the same stages again; the cell that run_net's own run of the config already is
-(its RNG_SEED and IARED.TARGET_COST, dense + N on, the dense model of its OUTPUT_DIR) is read from OUTPUT_DIR.
+into ``OUT/seed<S>_cost<B>``: curriculum, calibration to the budget, finetune, test; with the first budget of a
+seed, also "dense + N" (the dense model finetuned for the same N epochs by the same recipe, ``engine.finetune``),
+which does not depend on the budget and is shared by the seed's other budgets. A run whose predictions exist is not
+run again, so an interrupted grid resumes where it stopped. The curriculum does not depend on the budget (the
+threshold is calibrated after it), so a seed's later budgets start from the first budget's curriculum stage
+checkpoints (copied; run_net resumes after the stages it finds) instead of training the same stages again; the cell
+that run_net's own run of the config already is (its RNG_SEED and IARED.TARGET_COST, dense + N on, the dense model
+of its OUTPUT_DIR) is read from OUTPUT_DIR.
 
 The report compares, on the test videos every run scored:
 
@@ -18,8 +19,8 @@ The report compares, on the test videos every run scored:
   issue 21 ("at most 1 point").
 
 Outputs in OUT: ``seed_grid.md``, ``seed_grid.csv`` (a row per seed and budget, and the pooled rows with seed
-"all"), ``seed_grid.json``; the last line printed is ``seed_grid budgets=... seeds=... cost<B>_vs_dense_plus_n=<points>
-cost<B>_ci=[<lo>,<hi>] cost<B>_half_width=<points> cost<B>_gflops_ratio=<x> ...``.
+"all"), ``seed_grid.json``; the last line printed is ``seed_grid budgets=... seeds=...
+cost<B>_vs_dense_plus_n=<points> cost<B>_ci=[<lo>,<hi>] cost<B>_half_width=<points> cost<B>_gflops_ratio=<x> ...``.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The stage dispatcher behind ``tools/run_net.py``: set-up, then benchmark / train / test / predict.
 
-Dense model (IARED.ENABLE False): train -> predict -> test. Dense training starts from TRAIN.CHECKPOINT_FILE_PATH, or
-from the trained model of TRAIN.PRETRAIN_CONFIG (trained first in its own OUTPUT_DIR unless that run is complete). IA-RED² (IARED.ENABLE True): train the dense
-model into OUTPUT_DIR/dense (unless IARED.DENSE_CHECKPOINT is given) -> test it (summary line labelled
-"dense") -> ``train_iared(cfg, dense_checkpoint)`` -> with IARED.DENSE_PLUS_N, "dense + N": the dense model
+Dense model (IARED.ENABLE False): train -> predict -> test. Dense training starts from TRAIN.CHECKPOINT_FILE_PATH,
+or from the trained model of TRAIN.PRETRAIN_CONFIG (trained first in its own OUTPUT_DIR unless that run is
+complete). IA-RED² (IARED.ENABLE True): train the dense model into OUTPUT_DIR/dense (unless IARED.DENSE_CHECKPOINT
+is given) -> test it (summary line labelled "dense") -> ``train_iared(cfg, dense_checkpoint)`` -> with IARED.DENSE_PLUS_N, "dense + N": the dense model
 finetuned for IARED.FINETUNE_EPOCHS by IA-RED²'s finetune recipe (``engine.finetune``) into
 OUTPUT_DIR/dense_plus_n, and its test (labelled "dense + N") -> predict -> test the IA-RED² model, then the
 comparisons (IA-RED² vs dense and vs dense + N: top-1 difference with its paired bootstrap 95 % interval).

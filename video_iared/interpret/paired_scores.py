@@ -5,7 +5,8 @@ correlated (the same object and scene), so each video counts once, with the mean
 views, and the same resampled videos are used for both maps.
 
 A view whose metric is NaN for either map (e.g. no deletion curve on it, ``INTERP.CURVE_VIEWS``) is left out of
-that comparison (a video with no view left is left out). An interval containing 0 is a tie; otherwise the interpreter is "better" or "worse", by the
+that comparison (a video with no view left is left out).
+An interval containing 0 is a tie; otherwise the interpreter is "better" or "worse", by the
 metric's direction (``view_scores.LOWER_IS_BETTER``: a lower deletion AUC is better).
 """
 from __future__ import annotations

@@ -130,7 +130,7 @@ def _draw_bodies(rng: np.random.Generator, options: SceneOptions, t: int, h: int
         angle0, start_u = rng.uniform(0, 2 * np.pi), rng.uniform(0, 1, 2)
         motion = draw_motion(options.motions[int(rng.integers(len(options.motions)))], rng, t, float(min(h, w)))
         bodies.append(_make_body(unit, area_frac, angle0, start_u, motion, (color, color, 0.0), h, w,
-                                 still_camera(t, h, w), options.distractor_scale))  # placed in the world frame, seen through the camera
+                                 still_camera(t, h, w), options.distractor_scale))  # world frame, seen by the camera
     return bodies
 
 
