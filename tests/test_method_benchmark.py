@@ -27,6 +27,25 @@ def test_budget_arithmetic():
         assert abs(f - 0.6) <= abs(sum(tome_token_counts(64, 4, other)) / 256 - 0.6)
 
 
+def test_per_group_thresholds_are_rows_of_their_own():
+    """``--thresholds 0.5 0.45/0.87``: a tuple is one threshold per group; the row's policy carries it."""
+    import argparse
+
+    from video_iared.benchmarks.method_options import parse_threshold
+    from video_iared.benchmarks.method_variants import build_variants
+    from video_iared.pruning.iared import IAREDTimeSformer
+
+    assert parse_threshold("0.5") == 0.5 and parse_threshold("0.45/0.87") == (0.45, 0.87)
+    with pytest.raises(argparse.ArgumentTypeError, match="one per group"):
+        parse_threshold("0.4,0.8")
+    kw = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2, num_classes=3)
+    iared = IAREDTimeSformer(groups=(1, 1), interp_heads=2, interp_head_dim=8, **kw)
+    rows = build_variants(iared, iared, ["iared_threshold"], [1, 1], [], [0.5, (0.45, 0.87)], None, kw,
+                          calibrated=(0.45, 0.87))
+    assert [v.budget for v in rows] == ["thr 0.5", "thr 0.45/0.87 (calibrated)"]
+    assert [v.model.policy.threshold for v in rows] == [0.5, (0.45, 0.87)]
+
+
 def test_peak_rss_sees_an_allocation():
     import mmap
 
@@ -90,6 +109,10 @@ def test_quick_methods_benchmark_end_to_end(synthetic_dataset, tmp_path, capsys)
         assert 0.0 <= float(r["top1"]) <= 100.0
         assert float(r["ms_b1"]) > 0 and float(r["clips_per_s_b2"]) > 0
         assert float(r["ms_b1_min"]) <= float(r["ms_b1"]) <= float(r["ms_b1_max"])
+    # IA-RED² rows: GFLOPs over every test view (4 videos x their views), the other rows over the traced view
+    views = {r["gflops_views"] for r in rows if r["method"].startswith("iared")}
+    assert len(views) == 1 and int(views.pop()) > 1
+    assert {r["gflops_views"] for r in rows if not r["method"].startswith("iared")} == {"1"}
     # a higher threshold keeps fewer tokens (random interpreters still give per-token probabilities around 0.5)
     assert float(by[("iared_threshold", "thr 0.5")]["token_fraction"]) < \
         float(by[("iared_threshold", "thr 0.3")]["token_fraction"])

@@ -87,7 +87,7 @@ def test_matched_budget_pairs_and_error_bars(tmp_path):
     add_paired_top1(rows)
     pairs = matched_pairs(rows)
     got = [(p.iared.budget, p.baseline.method, p.baseline.budget) for p in pairs]
-    # same budget label first, else the nearest token fraction (ToMe's r, the thresholded row); no EViT rows
+    # same budget label first, else the nearest GFLOPs (ToMe's r, the thresholded row); no EViT rows
     assert got == [("keep 0.5", "random", "keep 0.5"), ("keep 0.5", "tome", "r 4"),
                    ("thr 0.5", "random", "keep 0.5"), ("thr 0.5", "tome", "r 4")]
     ci = paired_bootstrap_ci(IARED, EVIT)
@@ -98,6 +98,10 @@ def test_matched_budget_pairs_and_error_bars(tmp_path):
     md = matched_markdown(pairs)
     assert f"| IA-RED² keep_ratio keep 0.5 | ToMe (per frame) r 4 | 0.500 / 0.480 |" in md
     assert ci.describe(100.0) in md
+    # GFLOPs measured: the thresholded row is matched on them, not on its token fraction
+    rows[-1].results["gflops"] = 0.71
+    assert [(p.baseline.method, p.baseline.budget) for p in matched_pairs(rows) if p.iared.budget == "thr 0.5"] == \
+        [("random", "keep 0.7"), ("tome", "r 2")]
     bars = _error_bars(rows[5:], "dense")
     r = rows[5].results
     assert bars[0][0] == pytest.approx(r["top1_vs_dense"] - r["top1_vs_dense_lo"])

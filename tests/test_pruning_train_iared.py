@@ -122,3 +122,48 @@ def test_train_iared_does_not_depend_on_the_rng_state_before_it(data_dir, tmp_pa
         finals.append(torch.load(final, weights_only=True)["model_state"])
     assert finals[0].keys() == finals[1].keys()
     assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_per_group_calibration_reaches_the_test_stage(data_dir, tmp_path):
+    """IARED.CALIBRATION_PER_GROUP: the final checkpoint carries one threshold per group (and their keep
+    fraction), the test stage's model runs at them."""
+    from video_iared.engine.multiview_test import build_test_model
+    from video_iared.engine.train_iared import train_iared
+
+    out = str(tmp_path / "out")
+    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+            "IARED.KEEP_RATIO", "[0.5, 0.5]", "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "0",
+            "IARED.INIT_KEEP_PROB", "0.9", "IARED.TARGET_COST", "0.5", "IARED.CALIBRATION_PER_GROUP", "True"]
+    cfg = tiny_cfg(data_dir, out, opts)
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(cfg))
+    final = train_iared(cfg, save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None))
+    rec = torch.load(final, weights_only=True)["iared_calibration"]
+    assert isinstance(rec["threshold"], list) and len(rec["threshold"]) == 2 and 0.0 < rec["group_keep"] < 1.0
+    assert rec["cost_fraction"] <= 0.5 and rec["target_cost"] == 0.5
+    cal = [json.loads(l) for l in open(os.path.join(out, "stats.jsonl"))]
+    assert [l["threshold"] for l in cal if l["stage"] == "iared_calibration"] == [rec["threshold"]]
+    model = build_test_model(cfg, torch.device("cpu"), final)
+    assert model.threshold == tuple(rec["threshold"])
+
+
+def test_keep_ratio_mode_is_calibrated_to_the_budget(data_dir, tmp_path):
+    """IARED.MODE keep_ratio with IARED.TARGET_COST: the keep ratio (the same in every group) is set to the budget,
+    saved in the final checkpoint and used by the test stage."""
+    from video_iared.engine.multiview_test import build_test_model
+    from video_iared.engine.train_iared import train_iared
+
+    out = str(tmp_path / "out")
+    opts = ["IARED.ENABLE", "True", "IARED.GROUPS", "[1, 1]", "IARED.NUM_HEADS", "2", "IARED.HEAD_DIM", "8",
+            "IARED.CURRICULUM_EPOCHS", "1", "IARED.FINETUNE_EPOCHS", "1", "IARED.MODE", "keep_ratio",
+            "IARED.KEEP_RATIO", "[1.0, 1.0]", "IARED.TARGET_COST", "0.5"]
+    cfg = tiny_cfg(data_dir, out, opts)
+    torch.manual_seed(0)
+    dense = TimeSformer(**timesformer_kwargs(cfg))
+    final = train_iared(cfg, save_checkpoint(str(tmp_path / "dense.pyth"), dense, 1, arch=None))
+    rec = torch.load(final, weights_only=True)["iared_calibration"]
+    r = rec["keep_ratio"]
+    assert "threshold" not in rec and len(r) == 2 and r[0] == r[1] and 0.0 < r[0] < 1.0
+    assert rec["cost_fraction"] <= 0.5 and rec["target_cost"] == 0.5
+    model = build_test_model(cfg, torch.device("cpu"), final)
+    assert model.mode == "keep_ratio" and model.keep_ratio == r

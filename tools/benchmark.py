@@ -47,7 +47,7 @@ CUDA it says which checks have not run. Last line ``gpu_check cuda=<0|1> varlen_
 Token-reduction methods side by side (dense, random drop, EViT top-k, ToMe, IA-RED² keep_ratio / threshold):
 accuracy, fvcore GFLOPs, latency, throughput, memory; a Markdown/CSV table and two plots (benchmarks.method_benchmark):
 
-    python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.7]
+    python tools/benchmark.py --methods [METHOD ...] [--keep-ratios 0.7 0.5 0.3] [--thresholds 0.3 0.5 0.45/0.87]
                               [--tome-r R ...] [--dense-checkpoint F] [--iared-checkpoint F] [--no-accuracy]
                               [--quick] [--out-dir DIR] [--method-batch-sizes 1 8]
                               [--finetune-epochs N [--iared-curriculum-checkpoint F]] --cfg FILE ...
@@ -110,10 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
     """The --methods benchmark's options (benchmarks.method_benchmark.MethodBenchmarkOptions)."""
+    from video_iared.benchmarks.method_options import parse_threshold
     p.add_argument("--methods", nargs="*", default=None, metavar="METHOD",
                    help="token-reduction methods side by side (none listed: all of dense random evit tome "
                         "iared_ratio iared_threshold)")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7], help="--methods: IA-RED² thresholds")
+    p.add_argument("--thresholds", type=parse_threshold, nargs="+", default=[0.3, 0.5, 0.7],
+                   help="--methods: IA-RED² thresholds; one per group as 0.45/0.87")
     p.add_argument("--tome-r", type=int, nargs="+", default=None,
                    help="--methods: ToMe merges per frame per block (default: matched to the keep ratios' tokens)")
     p.add_argument("--dense-checkpoint", default="auto",

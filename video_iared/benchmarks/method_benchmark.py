@@ -44,6 +44,7 @@ from video_iared.benchmarks.variant import Variant
 from video_iared.data import build_multiview_loader, build_normalizer
 from video_iared.engine.device import device_from_cfg
 from video_iared.profiling.timing import load_note
+from video_iared.pruning.decisions import Threshold
 
 __all__ = ["ALL_METHODS", "MethodBenchmarkOptions", "run_method_benchmark"]
 
@@ -79,7 +80,7 @@ def run_method_benchmark(cfg, opts: MethodBenchmarkOptions) -> List[Variant]:
                          finetune_note, matched_pairs(variants))
 
 
-def _resolved_options(cfg, opts: MethodBenchmarkOptions) -> Tuple[MethodBenchmarkOptions, Optional[float]]:
+def _resolved_options(cfg, opts: MethodBenchmarkOptions) -> Tuple[MethodBenchmarkOptions, Optional[Threshold]]:
     """A copy of ``opts`` as run: --quick applied, "auto" checkpoints resolved, the thresholded IA-RED² rows left
     out without an IA-RED² checkpoint, the checkpoint's calibrated threshold added; and that threshold (or None)."""
     opts = copy.copy(quick_options(opts) if opts.quick else opts)
@@ -92,8 +93,19 @@ def _resolved_options(cfg, opts: MethodBenchmarkOptions) -> Tuple[MethodBenchmar
     opts.methods = methods
     calibrated = calibrated_threshold(opts.iared_checkpoint) if "iared_threshold" in methods else None
     if calibrated is not None:  # the model's own operating point (a given threshold within 1e-4 stands for it)
-        opts.thresholds = sorted([t for t in opts.thresholds if abs(t - calibrated) >= 1e-4] + [calibrated])
+        opts.thresholds = [t for t in opts.thresholds if not _same_threshold(t, calibrated)] + [calibrated]
+    # one threshold for every group in increasing order, then the per-group ones as given
+    opts.thresholds = (sorted(t for t in opts.thresholds if not isinstance(t, tuple))
+                       + [t for t in opts.thresholds if isinstance(t, tuple)])
     return opts, calibrated
+
+
+def _same_threshold(a: Threshold, b: Threshold) -> bool:
+    """Within 1e-4 of each other (a float and a tuple never are)."""
+    if isinstance(a, tuple) != isinstance(b, tuple):
+        return False
+    pairs = zip(a, b) if isinstance(a, tuple) else [(a, b)]
+    return (not isinstance(a, tuple) or len(a) == len(b)) and all(abs(x - y) < 1e-4 for x, y in pairs)
 
 
 def _finetune(variants: List[Variant], cfg, opts: MethodBenchmarkOptions, device: torch.device, iared,

@@ -8,6 +8,8 @@ correctness matched by video index, a video failed in either row left out and co
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -85,15 +87,18 @@ class MatchedPair:
 
 
 def _match(row: Variant, candidates: Sequence[Variant]) -> Optional[Variant]:
-    """The candidate at ``row``'s budget label, else the one whose token fraction is nearest (ToMe's merge counts,
-    IA-RED²'s thresholds); None without candidates."""
+    """The candidate at ``row``'s budget label, else the one nearest in measured GFLOPs per view (ToMe's merge
+    counts, IA-RED²'s thresholds: the same token fraction is not the same cost when a policy keeps more tokens
+    early, or an interpreter runs), else in token fraction where GFLOPs were not measured; None without
+    candidates."""
     same = [c for c in candidates if c.budget == row.budget]
     if same:
         return same[0]
-    known = [c for c in candidates if c.token_fraction == c.token_fraction]  # not NaN
-    if not known or row.token_fraction != row.token_fraction:
-        return None
-    return min(known, key=lambda c: abs(c.token_fraction - row.token_fraction))
+    for key in (lambda v: v.results.get("gflops", math.nan), lambda v: v.token_fraction):
+        known = [c for c in candidates if math.isfinite(key(c))]
+        if known and math.isfinite(key(row)):
+            return min(known, key=lambda c: abs(key(c) - key(row)))
+    return None
 
 
 def matched_pairs(variants: Sequence[Variant], num_resamples: int = 10_000, seed: int = 0) -> List[MatchedPair]:

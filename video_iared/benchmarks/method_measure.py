@@ -15,7 +15,8 @@ from video_iared.benchmarks.variant import Variant
 from video_iared.engine.multiview_test import ChunkOutput, run_multiview, summarize
 from video_iared.profiling.flops import flop_analysis, heavy_unsupported_ops
 from video_iared.profiling.timing import round_robin
-from video_iared.pruning.decisions import unwrap
+from video_iared.pruning.decisions import PruningDecisions, unwrap
+from video_iared.pruning.exact_cost import forward_gflops
 
 # fvcore has no handle for these and they cost O(elements): the random baseline's draw, ToMe's matching and merge.
 EXTRA_CHEAP_OPS = {"aten::rand", "aten::new_ones", "aten::linalg_vector_norm", "aten::expand_as", "aten::isfinite",
@@ -53,18 +54,27 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
     """Video top-1 / top-5 of every variant on the cached views (engine's run_multiview, mean softmax), and its
     per-video records (``video_records``: index, label, probs; for the paired intervals); ``normalizer``: the
     views' on the device (uint8 views cached, DATA.NORMALIZE_ON_DEVICE; None: floats)."""
+    cost: List[torch.Tensor] = []  # IA-RED² rows: every view's exact GFLOPs (on the device until the row ends)
+
     def fwd(model: nn.Module, v: torch.Tensor) -> ChunkOutput:
         if not getattr(model, "returns_decisions", False):  # dense
             return ChunkOutput(model(v), None, None)
         logits, decisions = model(v, return_decisions=True)
+        if isinstance(decisions, PruningDecisions):
+            cost.append(forward_gflops(unwrap(model), decisions, v.shape))
         return ChunkOutput(logits, None, decisions.keep_rates.float().cpu())
 
     for var in tqdm(variants, desc="accuracy", dynamic_ncols=True):
         base = unwrap(var.model)
         if hasattr(base, "reseed"):  # the random baseline: the same draws for every run of the benchmark
             base.reseed()
+        cost.clear()
         records = run_multiview(var.model, batches, device, views_per_chunk, "mean_softmax", None, fwd,
                                 show_progress=False, normalizer=normalizer)
+        if cost:  # a thresholded row's cost is the clip's: its mean over every test view, not over a traced few
+            every = torch.cat(cost)
+            var.results["all_views"] = {"gflops": float(every.double().mean()), "gflops_min": float(every.min()),
+                                        "gflops_max": float(every.max()), "gflops_views": every.numel()}
         s = summarize(records, num_classes, views)
         var.results.update(top1=s["video_top1"], top5=s["video_top5"], videos=s["videos"], failed=s["failed"])
         var.video_records = [{k: r[k] for k in ("index", "label", "probs")} for r in records]
@@ -74,10 +84,25 @@ def measure_accuracy(variants: Sequence[Variant], batches: List[List[Dict]], num
 
 
 def measure_gflops(variants: Sequence[Variant], clips: torch.Tensor) -> None:
-    """Mean / min / max fvcore GFLOPs per view of every variant over ``clips`` (n, C, T, H, W), one trace each."""
+    """Mean / min / max fvcore GFLOPs per view of every variant over ``clips`` (n, C, T, H, W), one trace each.
+
+    An IA-RED² row whose accuracy pass counted every test view (``all_views``: the trace-free exact count,
+    ``exact_cost.forward_gflops``) reports that mean as its GFLOPs — a thresholded row's cost differs from clip
+    to clip, and a few traced views can be 10 % off it — after checking the count against fvcore's traces here
+    (equal to 1e-6 relative, else an error); ``gflops_views`` says how many views the figure is the mean of."""
     for var in tqdm(variants, desc="fvcore GFLOPs", dynamic_ncols=True):
         g = [variant_gflops(var.model, c.unsqueeze(0)) for c in clips]
         var.results.update(gflops=statistics.mean(g), gflops_min=min(g), gflops_max=max(g), gflops_views=len(g))
+        if "all_views" not in var.results:
+            continue
+        model = unwrap(var.model)
+        with torch.no_grad():
+            _, decisions = var.model.eval()(clips, return_decisions=True)
+        counted = forward_gflops(model, decisions, clips.shape).double().cpu()
+        traced = torch.tensor(g, dtype=torch.float64)
+        if not torch.allclose(counted, traced, rtol=1e-6, atol=0.0):
+            raise RuntimeError(f"{var.name}: trace-free GFLOPs {counted.tolist()} differ from fvcore's {g}")
+        var.results.update(var.results.pop("all_views"))
 
 
 def measure_speed(variants: Sequence[Variant], clips: Dict[int, torch.Tensor], warmup: int, reps: int,

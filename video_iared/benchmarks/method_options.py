@@ -1,11 +1,13 @@
 """What the method benchmark measures: its options (``tools/benchmark.py --methods`` fills them) and the CI form."""
 from __future__ import annotations
 
+import argparse
 import copy
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from video_iared.benchmarks.method_variants import ALL_METHODS
+from video_iared.pruning.decisions import Threshold
 
 
 @dataclass
@@ -14,7 +16,7 @@ class MethodBenchmarkOptions:
 
     methods: Sequence[str] = ALL_METHODS
     keep_ratios: Sequence[float] = (0.7, 0.5, 0.3)
-    thresholds: Sequence[float] = (0.3, 0.5, 0.7)
+    thresholds: Sequence[Threshold] = (0.3, 0.5, 0.7)  # a tuple: one threshold per group
     tome_r: Optional[Sequence[int]] = None
     dense_checkpoint: str = "auto"  # a path, "auto" (the run_net outputs of the config, if any) or "" (random)
     iared_checkpoint: str = "auto"
@@ -41,3 +43,13 @@ def quick_options(opts: MethodBenchmarkOptions) -> MethodBenchmarkOptions:
     o.max_videos = opts.max_videos or 4
     o.gflops_views, o.batch_sizes, o.warmup, o.reps = 1, (1, 2), 0, 1
     return o
+
+
+def parse_threshold(text: str) -> Threshold:
+    """A --thresholds entry: "0.5" (every group) or "0.45/0.87" (one per group, in order)."""
+    try:
+        values = [float(v) for v in text.split("/")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"threshold {text!r}: a number, or one per group joined by '/' "
+                                         "(0.45/0.87)") from None
+    return values[0] if len(values) == 1 else tuple(values)

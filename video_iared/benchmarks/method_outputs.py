@@ -92,12 +92,16 @@ def plot(variants: Sequence[Variant], x_key: str, x_label: str, path: str, title
     ref = "dense_n" if "dense_n" in refs else ("dense" if "dense" in refs else None)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     markers = {"dense": "*", "random": "x", "evit": "s", "tome": "^", "iared_ratio": "o", "iared_threshold": "D"}
-    for method in ALL_METHODS:
-        mv = sorted((v for v in pts if v.method == method), key=lambda v: v.results[x_key])
+    # the thresholded rows with one threshold per group ("thr 0.45/0.87") are a curve of their own
+    series = [(m, False) for m in ALL_METHODS] + [("iared_threshold", True)]
+    for method, per_group in series:
+        mv = sorted((v for v in pts if v.method == method and ("/" in v.budget) == per_group),
+                    key=lambda v: v.results[x_key])
         if not mv:
             continue
         xs, ys = [v.results[x_key] for v in mv], [v.results["top1"] for v in mv]
-        style = dict(marker=markers[method], label=LABELS[method])
+        style = dict(marker="P" if per_group else markers[method],
+                     label=LABELS[method] + (" (per group)" if per_group else ""))
         if method == "dense":
             ax.scatter(xs, ys, s=160, color="black", zorder=5, **style)
         else:
@@ -149,7 +153,9 @@ def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions
         f"model: {model}; {weights_note}",
         f"accuracy: video top-1 on TEST.SPLIT {cfg.TEST.SPLIT} ({cfg.TEST.NUM_ENSEMBLE_VIEWS} clips x "
         f"{cfg.TEST.NUM_SPATIAL_CROPS} crops, mean softmax)" if opts.accuracy else "accuracy: not measured",
-        f"GFLOPs: fvcore (1 multiply-add = 1 flop, i.e. GMACs) per view, mean over {opts.gflops_views} {clip_source}",
+        f"GFLOPs: fvcore (1 multiply-add = 1 flop, i.e. GMACs) per view, mean over {opts.gflops_views} {clip_source}"
+        + ("; IA-RED² rows: the mean over every test view of the trace-free exact count (checked equal to fvcore's "
+           "on those views)" if opts.accuracy else ""),
         f"timing: {clip_source}, {opts.precision}, warm-up {opts.warmup}, {opts.reps} reps interleaved across "
         f"variants, median (min–max) ms per clip; tokens = mean fraction of patch tokens per block",
         f"memory: {mem_note}",
@@ -162,8 +168,8 @@ def write_outputs(variants: Sequence[Variant], cfg, opts: MethodBenchmarkOptions
     parts = ["# Token-reduction methods side by side", ""] + [f"- {n}" for n in notes] + ["", table, ""]
     if matched:
         parts += ["## IA-RED² vs each baseline at the matched budget", "",
-                  "Same keep ratio (budget label); ToMe and the thresholded rows: the baseline row of the nearest "
-                  "token fraction. Δ = IA-RED² minus baseline, points, paired bootstrap 95 % interval.", "",
+                  "Same keep ratio (budget label); ToMe and the thresholded rows: the baseline row nearest in "
+                  "GFLOPs per view. Δ = IA-RED² minus baseline, points, paired bootstrap 95 % interval.", "",
                   matched_markdown(matched), ""]
     md = "\n".join(parts)
     with open(os.path.join(out_dir, "methods.md"), "w") as f:

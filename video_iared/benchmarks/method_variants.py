@@ -13,7 +13,7 @@ from torch import nn
 
 from video_iared.baselines.token_reduction import Budget, build_baseline
 from video_iared.benchmarks.variant import Variant
-from video_iared.pruning.decisions import PolicyBound, PruningPolicy
+from video_iared.pruning.decisions import PolicyBound, PruningPolicy, Threshold
 
 ALL_METHODS = ("dense", "random", "evit", "tome", "iared_ratio", "iared_threshold")
 LABELS = {"dense": "dense", "random": "random drop", "evit": "EViT top-k", "tome": "ToMe (per frame)",
@@ -50,11 +50,12 @@ def tome_r_for_fraction(tokens_per_frame: int, depth: int, fraction: float) -> i
 
 
 def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequence[str], groups: Sequence[int],
-                   keep_ratios: Sequence[float], thresholds: Sequence[float], tome_rs: Optional[Sequence[int]],
-                   timesformer_kwargs: dict, seed: int = 0, calibrated: Optional[float] = None) -> List[Variant]:
+                   keep_ratios: Sequence[float], thresholds: Sequence[Threshold], tome_rs: Optional[Sequence[int]],
+                   timesformer_kwargs: dict, seed: int = 0, calibrated: Optional[Threshold] = None) -> List[Variant]:
     """The variants to measure. ``dense`` carries the dense weights (random / EViT / ToMe run on it as is);
     ``iared`` (an ``IAREDTimeSformer`` with trained interpreters, or None) serves both IA-RED² methods.
-    ``calibrated``: the threshold the IA-RED² checkpoint was calibrated to (its row is labelled so)."""
+    ``calibrated``: the threshold the IA-RED² checkpoint was calibrated to (its row is labelled so); a threshold
+    may be a tuple of one per group (IARED.CALIBRATION_PER_GROUP)."""
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {ALL_METHODS}")
@@ -85,8 +86,9 @@ def build_variants(dense: nn.Module, iared: Optional[nn.Module], methods: Sequen
         if "iared_threshold" in methods:
             for t in thresholds:
                 # the fraction depends on the clips: filled in from the measured keep rates
-                label = f"thr {t:g}" + (" (calibrated)" if calibrated is not None and t == calibrated else "")
-                policy = PruningPolicy.uniform("threshold", G, float(t), iared.keep_ratio)
+                name = f"thr {t:g}" if not isinstance(t, tuple) else "thr " + "/".join(f"{v:.4g}" for v in t)
+                label = name + (" (calibrated)" if calibrated is not None and t == calibrated else "")
+                policy = PruningPolicy.uniform("threshold", G, t, iared.keep_ratio)
                 out.append(Variant.at_budget("iared_threshold", label, PolicyBound(iared, policy), math.nan))
     return out
 

@@ -20,7 +20,7 @@ from video_iared.checkpoint import load_checkpoint
 from video_iared.checkpoint.io import final_checkpoint_path, latest_checkpoint, read_calibration, stage_checkpoint_name
 from video_iared.data.loader import build_loader
 from video_iared.models.timesformer import TimeSformer
-from video_iared.pruning.decisions import PolicyBound
+from video_iared.pruning.decisions import PolicyBound, Threshold, as_threshold, format_threshold
 from video_iared.pruning.iared import IAREDTimeSformer
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,16 @@ def resolve_checkpoints(cfg, dense: str, iared: str) -> "tuple[str, str]":
     return dense, iared
 
 
-def calibrated_threshold(checkpoint: str) -> Optional[float]:
-    """The threshold an IA-RED² checkpoint was calibrated to (IARED.TARGET_COST), or None."""
+def calibrated_threshold(checkpoint: str) -> Optional[Threshold]:
+    """The threshold an IA-RED² checkpoint was calibrated to (IARED.TARGET_COST; a tuple for per-group
+    thresholds, IARED.CALIBRATION_PER_GROUP), or None."""
     rec = read_calibration(checkpoint) if checkpoint else None
-    if rec is None:
+    if rec is None or "threshold" not in rec:  # none, or a keep_ratio model's (IARED.MODE keep_ratio)
         return None
-    logger.info("%s: calibrated threshold %.4f (cost <= %.3f of dense on val): added to the thresholds", checkpoint,
-                rec["threshold"], rec["target_cost"])
-    return float(rec["threshold"])
+    threshold = as_threshold(rec["threshold"])
+    logger.info("%s: calibrated threshold %s (cost <= %.3f of dense on val): added to the thresholds", checkpoint,
+                format_threshold(threshold), rec["target_cost"])
+    return threshold
 
 
 def load_models(cfg, opts: MethodBenchmarkOptions, device: torch.device):

@@ -88,7 +88,7 @@ def kept_set_agreement(model: nn.Module, clips: torch.Tensor, precision: str = "
                 k = a.sum(1).clamp(min=1)
                 cut = p32[g].masked_fill(~alive, -1.0).sort(1, descending=True).values.gather(1, (k - 1).unsqueeze(1))
             else:
-                cut = torch.full_like(p32[g][:, :1], policy.threshold)
+                cut = torch.full_like(p32[g][:, :1], policy.threshold_at(g))
             m = (p32[g] - cut).abs()[own]
             margins.extend(m.tolist())
             near += int((m <= tie_band).sum())

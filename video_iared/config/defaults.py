@@ -112,11 +112,13 @@ _C.IARED.THRESHOLD = 0.5  # inference: keep a token when its keep probability ex
 _C.IARED.MODE = "threshold"  # inference policy: "threshold" | "keep_ratio" (fixed top-k budget per group)
 # After the curriculum (and again after the finetune) raise IARED.THRESHOLD until the mean fvcore cost per val clip
 # is at most TARGET_COST of the dense model's (0.5: 2x fewer GFLOPs); the checkpoint keeps the calibrated threshold
-# and the predict / test stages use it (pruning/calibrate.py).
+# and the predict / test stages use it (pruning/calibrate.py). In keep_ratio mode the keep ratio is set instead:
+# the largest one, the same in every group, whose GFLOPs per clip are within TARGET_COST (IARED.KEEP_RATIO unused).
 _C.IARED.TARGET_COST = 0.0  # cost budget as a fraction of dense GFLOPs; 0 = no calibration (use IARED.THRESHOLD)
 _C.IARED.CALIBRATION_VIDEOS = 256  # val videos the calibration measures (evenly spaced over the list); 0 = all
 # (the budget as an operating point: the model keeps as many tokens as it pays for)
 _C.IARED.CALIBRATION_FILL = False  # with TARGET_COST: also lower the threshold of a model under budget, to the lowest one within it (False: only raised)
+_C.IARED.CALIBRATION_PER_GROUP = False  # with TARGET_COST: one threshold per group, each group keeping the same fraction of its alive val tokens, that fraction bisected to the budget (pruning/calibrate.py; CALIBRATION_FILL then has no effect)
 _C.IARED.CALIBRATION_FVCORE_CLIPS = 1  # val clips also traced by fvcore at the first point, logged beside the trace-free count (0 = none)
 _C.IARED.KEEP_RATIO = [0.7, 0.7, 0.7]  # keep_ratio mode: fraction of the alive tokens kept at each group
 _C.IARED.EXECUTION = "packed"  # "packed" (kept tokens only) | "masked" (full grid, reference path)

@@ -167,8 +167,8 @@ def _check_iared(ia: CfgNode, depth: int) -> None:
     _require(all(0.0 < r <= 1.0 for r in ia.KEEP_RATIO), "IARED.KEEP_RATIO", "ratios must be in (0, 1]")
     _require(0.0 <= ia.THRESHOLD < 1.0, "IARED.THRESHOLD", "must be in [0, 1)")
     _require(0.0 <= ia.TARGET_COST < 1.0, "IARED.TARGET_COST", "must be in [0, 1) (0: no calibration)")
-    _require(ia.TARGET_COST == 0 or ia.MODE == "threshold", "IARED.TARGET_COST",
-             "calibrates the threshold: needs IARED.MODE threshold")
+    _require(not ia.CALIBRATION_PER_GROUP or ia.MODE == "threshold", "IARED.CALIBRATION_PER_GROUP",
+             "calibrates one threshold per group: needs IARED.MODE threshold")
     _require(ia.CALIBRATION_VIDEOS >= 0, "IARED.CALIBRATION_VIDEOS", "must be >= 0 (0: the whole val split)")
     _require(ia.CALIBRATION_FVCORE_CLIPS >= 0, "IARED.CALIBRATION_FVCORE_CLIPS", "must be >= 0 (0: no trace)")
     _require(ia.NUM_HEADS > 0 and ia.HEAD_DIM > 0, "IARED.NUM_HEADS", "heads and IARED.HEAD_DIM must be > 0")

@@ -107,7 +107,8 @@ class StaticIARED(nn.Module):
             return torch.topk(probs, k, dim=1).indices.sort(dim=1).values
         if probs.shape[0] != 1:
             raise ValueError("static IA-RED² export: threshold mode keeps a different count per clip: batch 1 only")
-        return torch.nonzero(probs[0] > self.model.threshold).reshape(1, -1)  # ONNX NonZero: a dynamic count
+        cut = self.model.policy_for(["threshold"] * self.model.num_groups).threshold_at(g)  # one, or one per group
+        return torch.nonzero(probs[0] > cut).reshape(1, -1)  # ONNX NonZero: a dynamic count
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         m = self.model

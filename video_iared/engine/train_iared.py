@@ -34,10 +34,11 @@ from video_iared.engine import distributed as du
 from video_iared.engine.optim import build_optimizer, lr_at_epoch
 from video_iared.engine.stats import StatsWriter
 from video_iared.engine.train import arch_from_cfg, reduce_epoch_summary, wrap_ddp
-from video_iared.pruning.calibrate import CalibrationError, calibrate_threshold
+from video_iared.pruning.calibrate import (CalibrationError, calibrate_group_thresholds, calibrate_keep_ratio,
+                                           calibrate_threshold)
 from video_iared.pruning.cost import dense_gflops
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policy
-from video_iared.pruning.decisions import PolicyBound
+from video_iared.pruning.decisions import PolicyBound, as_threshold, format_threshold
 from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,9 @@ def _save_final(run: _IAREDRun, calibration) -> str:
 
 def _calibrate(run: _IAREDRun, after: str):
     """Raise the model's threshold until the mean fvcore cost per val clip is at most IARED.TARGET_COST of dense
-    (with IARED.CALIBRATION_FILL, lower it to the lowest threshold within that budget when the model is under it)
+    (with IARED.CALIBRATION_FILL, lower it to the lowest threshold within that budget when the model is under it;
+    with IARED.CALIBRATION_PER_GROUP, one threshold per group: ``calibrate_group_thresholds``; in keep_ratio mode
+    the keep ratio instead: ``calibrate_keep_ratio``)
     (on IARED.CALIBRATION_VIDEOS val videos, decoded at the first calibration of the run and held for the next;
     sums over processes: every process the same answer)."""
     cfg, model, device, stats, ia = run.cfg, run.model, run.device, run.stats, run.cfg.IARED
@@ -199,20 +202,42 @@ def _calibrate(run: _IAREDRun, after: str):
         run.calibration_clips = [b for b in loader if b.get("clip") is not None]
     try:
         # in the test stage's precision: the threshold is calibrated on the decisions the test will make
-        cal = calibrate_threshold(model, run.calibration_clips, device, ia.TARGET_COST, dense, model.threshold,
-                                  reduce_fn=run.reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
-                                  dtype=amp_dtype(device, cfg.TEST.PRECISION),
-                                  normalizer=build_normalizer(cfg), fill=ia.CALIBRATION_FILL)
+        common = dict(reduce_fn=run.reduce_fn, fvcore_sample=ia.CALIBRATION_FVCORE_CLIPS,
+                      dtype=amp_dtype(device, cfg.TEST.PRECISION), normalizer=build_normalizer(cfg))
+        if model.mode == "keep_ratio":
+            cal = calibrate_keep_ratio(model, run.calibration_clips, device, ia.TARGET_COST, dense, **common)
+        elif ia.CALIBRATION_PER_GROUP:
+            cal = calibrate_group_thresholds(model, run.calibration_clips, device, ia.TARGET_COST, dense, **common)
+        else:
+            cal = calibrate_threshold(model, run.calibration_clips, device, ia.TARGET_COST, dense, model.threshold,
+                                      fill=ia.CALIBRATION_FILL, **common)
     except CalibrationError as e:
         raise CalibrationError(f"IARED.TARGET_COST {ia.TARGET_COST} on the val split of {cfg.DATA.PATH_TO_DATA_DIR}: "
                                f"{e}") from e
-    model.set_operating_point(threshold=cal.threshold)
-    logger.info("IA-RED² threshold calibrated after the %s: %.4f for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
-                "val top-1 %.2f%% on %d clips, %d points, %.1f s", after, cal.threshold, cal.chosen.cost_fraction,
+    point = cal.record()
+    model.set_operating_point(threshold=point.get("threshold"), keep_ratio=point.get("keep_ratio"))
+    logger.info("IA-RED² %s calibrated after the %s: %s for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
+                "val top-1 %.2f%% on %d clips, %d points, %.1f s", _point_name(point), after, _point_value(point),
+                cal.chosen.cost_fraction,
                 ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried), time.perf_counter() - t0)
     stats.write({"stage": "iared_calibration", "after": after, **cal.record(),
-                 "tried": [[p.threshold, p.cost_fraction, p.top1] for p in cal.tried]})
+                 "tried": [[p.keep_ratio if p.keep_ratio is not None else _plain(p.threshold), p.cost_fraction,
+                            p.top1] for p in cal.tried]})
     return cal
+
+
+def _point_name(rec: dict) -> str:
+    return "keep ratio" if "keep_ratio" in rec else "threshold"
+
+
+def _point_value(rec: dict) -> str:
+    """A calibration record's operating point for the log: "0.4524", "[0.4461, 0.8713]" (per group)."""
+    return format_threshold(as_threshold(rec["keep_ratio"] if "keep_ratio" in rec else rec["threshold"]))
+
+
+def _plain(threshold):
+    """A threshold as JSON writes it: a float, or a list of one per group."""
+    return list(threshold) if isinstance(threshold, tuple) else threshold
 
 
 def _rows_from_stage(stage: int):
@@ -248,9 +273,11 @@ def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str 
     if not (cfg.IARED.ENABLE and cfg.IARED.TARGET_COST > 0):
         return
     rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST)
-    model.set_operating_point(threshold=float(rec["threshold"]))
-    logger.info("%sIA-RED² threshold %.4f from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
-                "top-1 %.2f%%)", tag, model.threshold, rec["target_cost"], rec["cost_fraction"], rec["top1"])
+    # a threshold (one, or a list of one per group), or the keep ratios of keep_ratio mode
+    model.set_operating_point(threshold=rec.get("threshold"), keep_ratio=rec.get("keep_ratio"))
+    logger.info("%sIA-RED² %s %s from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
+                "top-1 %.2f%%)", tag, _point_name(rec), _point_value(rec), rec["target_cost"], rec["cost_fraction"],
+                rec["top1"])
 
 
 def _finetune(cfg, model: nn.Module, train_loader, val_loader, device, stats: StatsWriter, arch, info,

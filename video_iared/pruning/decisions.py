@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -18,6 +18,23 @@ from torch import nn
 from video_iared.pruning.policy import POLICIES
 
 EXECUTIONS = ("packed", "masked")
+Threshold = Union[float, Tuple[float, ...]]  # one threshold for every group, or one per group
+
+
+def as_threshold(value) -> Threshold:
+    """``value`` as a policy threshold: a float, or a tuple of floats (one per group) for a sequence."""
+    if isinstance(value, (list, tuple)):
+        return tuple(float(v) for v in value)
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        return tuple(float(v) for v in value.tolist())
+    return float(value)
+
+
+def format_threshold(value: Threshold) -> str:
+    """"0.4524", or "[0.4524, 0.8812]" for per-group thresholds (logs, reports)."""
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
+    return f"{value:.4f}"
 
 
 @dataclass(frozen=True)
@@ -26,29 +43,36 @@ class PruningPolicy:
 
     ``groups``: one of ``policy.POLICIES`` per block group ("sample": Bernoulli (training), "threshold":
     p > ``threshold``, "keep_ratio": the round(ratio * alive) most probable tokens, with ``keep_ratio[g]``;
-    "all": every alive token, the interpreter does not run). ``execution``: "packed" (the kept tokens only)
+    "all": every alive token, the interpreter does not run); ``threshold`` one float for every group or a tuple
+    of one per group (``threshold_at``; per-group thresholds: IARED.CALIBRATION_PER_GROUP). ``execution``: "packed" (the kept tokens only)
     or "masked" (the full grid, dropped tokens masked out: the reference path); None: the model's own.
     """
 
     groups: Tuple[str, ...]
-    threshold: float = 0.5
+    threshold: Threshold = 0.5
     keep_ratio: Optional[Tuple[float, ...]] = None
     execution: Optional[str] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
-        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "threshold", as_threshold(self.threshold))
         ratios = tuple(float(r) for r in self.keep_ratio) if self.keep_ratio is not None else (1.0,) * len(self.groups)
         object.__setattr__(self, "keep_ratio", ratios)
         if not self.groups or any(p not in POLICIES for p in self.groups):
             raise ValueError(f"policy groups {list(self.groups)} must be entries of {POLICIES}")
         if len(ratios) != len(self.groups):
             raise ValueError(f"keep_ratio needs one ratio per group ({len(self.groups)}), got {list(ratios)}")
+        if isinstance(self.threshold, tuple) and len(self.threshold) != len(self.groups):
+            raise ValueError(f"threshold needs one value per group ({len(self.groups)}), got {list(self.threshold)}")
         if self.execution is not None and self.execution not in EXECUTIONS:
             raise ValueError(f"execution {self.execution!r} is not one of {EXECUTIONS}")
 
+    def threshold_at(self, group: int) -> float:
+        """The keep threshold of ``group``."""
+        return self.threshold[group] if isinstance(self.threshold, tuple) else self.threshold
+
     @classmethod
-    def uniform(cls, policy: str, num_groups: int, threshold: float = 0.5,
+    def uniform(cls, policy: str, num_groups: int, threshold: Threshold = 0.5,
                 keep_ratio: Optional[Sequence[float]] = None, execution: Optional[str] = None) -> "PruningPolicy":
         """The same policy in every group."""
         return cls((policy,) * num_groups, threshold, None if keep_ratio is None else tuple(keep_ratio), execution)

@@ -34,7 +34,7 @@ from video_iared.models.token_grid import TokenGrid
 from video_iared.pruning.interpreter import Interpreter
 from video_iared.pruning.masked import masked_block_forward
 from video_iared.pruning.packed_block import packed_block_forward
-from video_iared.pruning.decisions import EXECUTIONS, PruningDecisions, PruningPolicy
+from video_iared.pruning.decisions import EXECUTIONS, PruningDecisions, PruningPolicy, Threshold, as_threshold
 from video_iared.pruning.policy import decide, log_prob
 from video_iared.pruning.token_ops import PackedLayout
 from video_iared.pruning.varlen import ATTENTION_BACKENDS, resolve_backend
@@ -52,7 +52,7 @@ class IAREDTimeSformer(TimeSformer):
         groups: Sequence[int] = (4, 4, 4),
         interp_heads: int = 6,
         interp_head_dim: int = 64,
-        threshold: float = 0.5,
+        threshold: Union[float, Sequence[float]] = 0.5,
         mode: str = "threshold",
         keep_ratio: Optional[Sequence[float]] = None,
         execution: str = "packed",
@@ -69,9 +69,9 @@ class IAREDTimeSformer(TimeSformer):
         if execution not in EXECUTIONS:
             raise ValueError(f"execution {execution!r} is not one of {EXECUTIONS}")
         self.groups = groups
-        self.threshold, self.mode, self.keep_ratio = float(threshold), mode, [1.0] * len(groups)
-        if keep_ratio is not None:
-            self.set_operating_point(keep_ratio=keep_ratio)
+        self.mode, self.keep_ratio = mode, [1.0] * len(groups)
+        self.threshold: Threshold = 0.5
+        self.set_operating_point(threshold=threshold, keep_ratio=keep_ratio)
         if attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend {attention_backend!r} is not one of {ATTENTION_BACKENDS}")
         self.execution = execution
@@ -85,15 +85,20 @@ class IAREDTimeSformer(TimeSformer):
     def num_groups(self) -> int:
         return len(self.groups)
 
-    def set_operating_point(self, threshold: Optional[float] = None, mode: Optional[str] = None,
+    def set_operating_point(self, threshold: Optional[Union[float, Sequence[float]]] = None, mode: Optional[str] = None,
                             keep_ratio: Optional[Sequence[float]] = None) -> None:
-        """The inference decisions of ``default_policy`` (e.g. the threshold calibrated to a cost budget)."""
+        """The inference decisions of ``default_policy`` (e.g. the threshold calibrated to a cost budget: one for
+        every group, or a sequence of one per group)."""
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode {mode!r} is not one of {MODES}")
         ratios = self.keep_ratio if keep_ratio is None else [float(r) for r in keep_ratio]
         if len(ratios) != self.num_groups:
             raise ValueError(f"keep_ratio needs one ratio per group ({self.num_groups}), got {ratios}")
-        self.threshold = self.threshold if threshold is None else float(threshold)
+        if threshold is not None:
+            threshold = as_threshold(threshold)
+            if isinstance(threshold, tuple) and len(threshold) != self.num_groups:
+                raise ValueError(f"threshold needs one value per group ({self.num_groups}), got {list(threshold)}")
+            self.threshold = threshold
         self.mode = self.mode if mode is None else mode
         self.keep_ratio = ratios
 
@@ -157,7 +162,7 @@ class IAREDTimeSformer(TimeSformer):
             decide_fn = lambda g, probs, alive: self._keep_to_units(keep_masks[g].bool(), grid) & alive  # noqa: E731
         else:
             decide_fn = lambda g, probs, alive: decide(  # noqa: E731
-                probs, alive, policy.groups[g], policy.threshold, policy.keep_ratio[g]
+                probs, alive, policy.groups[g], policy.threshold_at(g), policy.keep_ratio[g]
             )
         unit_grid, unit_attn, per_clip = self._units(grid)
         runner = self._run_packed if (policy.execution or self.execution) == "packed" else self._run_masked
