@@ -150,3 +150,24 @@ def test_report_files_and_the_machine_readable_line(grid):
 def test_report_needs_every_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="predictions"):
         seed_grid.summarize(_cfg(), str(tmp_path), [0], [0.7])
+
+
+def test_versus_another_grid_pairs_the_same_cells(grid, tmp_path):
+    """--versus: this grid's IA-RED² minus another grid's (same seeds and budgets), per cell and seed-averaged."""
+    out, _, dense = grid
+    flipped = {k: [1 - v for v in outs] if k[1] == 0.5 else outs for k, outs in OUTCOMES.items()}
+    other = str(tmp_path / "other")
+    seed_grid.run_grid(_cfg(), dense, [0, 1], [0.7, 0.5], other, _fake_run(flipped)[0])
+    rows = seed_grid.versus(_cfg(), out, other, [0, 1], [0.7, 0.5], dense, num_resamples=1000)
+    by = {(r.seed, r.budget): r for r in rows}
+    assert by[("0", 0.7)].diff.diff == 0.0 and by[("0", 0.7)].diff.tie  # the same predictions
+    r = by[("1", 0.5)]  # [1,1,0,0,0,0,0,1] against its complement: 3 of 8 vs 5 of 8
+    assert (r.top1, r.other_top1) == (pytest.approx(37.5), pytest.approx(62.5)) and r.diff.diff == pytest.approx(-0.25)
+    a = np.mean([OUTCOMES[(0, 0.5)], OUTCOMES[(1, 0.5)]], axis=0)
+    assert by[("all", 0.5)].diff == paired_bootstrap_ci(a, 1 - a, num_resamples=1000)
+    fields = dict(tok.split("=", 1) for tok in seed_grid.summary_line(
+        seed_grid.summarize(_cfg(), out, [0, 1], [0.7, 0.5], num_resamples=200), [0, 1], [0.7, 0.5], rows).split()[1:])
+    assert float(fields["cost0.5_vs_other"]) == pytest.approx(100 * by[("all", 0.5)].diff.diff, abs=1e-4)
+    assert fields["cost0.7_vs_other_ci"] == "[+0.0000,+0.0000]"
+    with pytest.raises(FileNotFoundError, match="missing"):
+        seed_grid.versus(_cfg(), out, str(tmp_path / "none"), [0, 1], [0.7, 0.5], dense)

@@ -2,7 +2,8 @@
 """IA-RED² over seeds x cost budgets from one dense model, each seed against its own "dense + N".
 
     python tools/seed_grid.py --cfg configs/synthetic_bench.yaml [--seeds 0 1 2] [--budgets 0.7 0.5]
-                              [--dense-checkpoint F] [--out-dir DIR] [--report-only] [KEY VALUE ...]
+                              [--dense-checkpoint F] [--out-dir DIR] [--report-only] [--versus DIR]
+                              [KEY VALUE ...]
 
 Every (seed, budget) cell runs run_net's IA-RED² stages (curriculum, calibration to IARED.TARGET_COST = budget,
 finetune, test) from the dense checkpoint into OUT/seed<S>_cost<B>; a seed's first budget also trains and tests
@@ -33,6 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--dense-checkpoint", default="", help="the trained dense model (default: run_net's for this config)")
     p.add_argument("--out-dir", default="", help="default OUTPUT_DIR/seed_grid")
     p.add_argument("--report-only", action="store_true", help="only the report, from the runs already done")
+    p.add_argument("--versus", default="", metavar="DIR",
+                   help="also compare this grid's IA-RED² with the grid in DIR (same seeds and budgets, e.g. another "
+                        "IARED.MODE), paired per cell and seed-averaged")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")
     args = p.parse_args(argv)
 
@@ -63,12 +67,19 @@ def main(argv=None) -> int:
         os.makedirs(out_dir, exist_ok=True)
         setup_logging(out_dir)
         rows = seed_grid.summarize(cfg, out_dir, args.seeds, args.budgets, dense)
+        other = seed_grid.versus(cfg, out_dir, args.versus, args.seeds, args.budgets, dense) if args.versus else []
     except user_errors() + (ValueError,) as e:  # ValueError: no video scored by every run
         report_error(e)
         return 1
     print(seed_grid.write_report(rows, out_dir, args.seeds, args.budgets))
-    print(f"report: {os.path.join(out_dir, 'seed_grid.md')}, .csv, .json")
-    print(seed_grid.summary_line(rows, args.seeds, args.budgets), flush=True)
+    if other:
+        table = seed_grid.format_versus(other, args.versus)
+        with open(os.path.join(out_dir, "seed_grid_versus.md"), "w") as f:
+            f.write(f"IA-RED² of {out_dir} minus IA-RED² of {args.versus} (paired bootstrap 95 % intervals over the "
+                    f"same test videos; seed 'all': each video's correctness averaged over the seeds)\n\n{table}\n")
+        print(table)
+    print(f"report: {os.path.join(out_dir, 'seed_grid.md')}, .csv, .json" + (", seed_grid_versus.md" if other else ""))
+    print(seed_grid.summary_line(rows, args.seeds, args.budgets, other), flush=True)
     return 0
 
 

@@ -212,6 +212,55 @@ def summarize(cfg: CfgNode, out_dir: str, seeds: Sequence[int], budgets: Sequenc
     return rows
 
 
+@dataclass
+class VersusReport:
+    """This grid's IA-RED² against another grid's at one budget (seed ``seed``, or "all": seed-averaged)."""
+
+    seed: str
+    budget: float
+    videos: int
+    top1: float  # points
+    other_top1: float
+    diff: PairedCI  # this grid minus the other
+
+
+def versus(cfg: CfgNode, out_dir: str, other_dir: str, seeds: Sequence[int], budgets: Sequence[float],
+           dense_checkpoint: str = "", num_resamples: int = 10_000) -> List[VersusReport]:
+    """This grid's IA-RED² cells against ``other_dir``'s (another grid of the same seeds and budgets: another
+    inference policy, say), paired per seed and budget and, per budget, seed-averaged as in :func:`summarize`, on
+    the test videos both grids scored."""
+    pairs = [(seed, budget, _predictions(cell_dir(cfg, out_dir, seed, budget, dense_checkpoint), cfg),
+              _predictions(cell_dir(cfg, other_dir, seed, budget, dense_checkpoint), cfg))
+             for seed in seeds for budget in budgets]
+    missing = [p for _, _, a, b in pairs for p in (a, b) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"seed grid: {len(missing)} predictions file(s) missing, e.g. {missing[0]}")
+    correct = {p: _correct(p) for _, _, a, b in pairs for p in (a, b)}
+    keys = sorted(set.intersection(*[{k for k, v in cr.items() if v is not None} for cr in correct.values()]))
+    if not keys:
+        raise ValueError("seed grid: no test video was scored by every run of both grids")
+    rows = []
+    for budget in budgets:
+        mine = [(seed, a, b) for seed, bud, a, b in pairs if bud == budget]
+        for seed, a, b in mine:
+            x, y = [correct[a][k] for k in keys], [correct[b][k] for k in keys]
+            rows.append(VersusReport(str(seed), budget, len(keys), _top1(correct[a], keys), _top1(correct[b], keys),
+                                     paired_bootstrap_ci(x, y, num_resamples=num_resamples)))
+        x = np.mean([[correct[a][k] for k in keys] for _, a, _ in mine], axis=0)
+        y = np.mean([[correct[b][k] for k in keys] for _, _, b in mine], axis=0)
+        rows.append(VersusReport("all", budget, len(keys), 100.0 * float(x.mean()), 100.0 * float(y.mean()),
+                                 paired_bootstrap_ci(x, y, num_resamples=num_resamples)))
+    return rows
+
+
+def format_versus(rows: Sequence[VersusReport], other_dir: str) -> str:
+    head = f"| seed | budget | videos | IA-RED² top-1 | {other_dir} top-1 | Δ [95 % CI] |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines += [f"| {r.seed} | {r.budget:g} | {r.videos} | {r.top1:.2f} | {r.other_top1:.2f} | {_pts(r.diff)} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
 def _pts(ci: Optional[PairedCI]) -> str:
     return "n/a" if ci is None else ci.describe(scale=100.0)
 
@@ -228,9 +277,11 @@ def format_table(rows: Sequence[CellReport]) -> str:
     return "\n".join(lines)
 
 
-def summary_line(rows: Sequence[CellReport], seeds: Sequence[int], budgets: Sequence[float]) -> str:
+def summary_line(rows: Sequence[CellReport], seeds: Sequence[int], budgets: Sequence[float],
+                 versus_rows: Sequence[VersusReport] = ()) -> str:
     """``seed_grid budgets=0.7,0.5 seeds=0,1,2 videos=N cost0.7_vs_dense_plus_n=<pts> cost0.7_ci=[lo,hi]
-    cost0.7_half_width=<pts> cost0.7_vs_dense=<pts> cost0.7_gflops_ratio=<x> ...`` from the seed-averaged rows."""
+    cost0.7_half_width=<pts> cost0.7_vs_dense=<pts> cost0.7_gflops_ratio=<x> ...`` from the seed-averaged rows;
+    with ``versus_rows`` (:func:`versus`), then ``cost0.7_vs_other=<pts> cost0.7_vs_other_ci=[lo,hi]`` per budget."""
     parts = ["seed_grid", "budgets=" + ",".join(f"{b:g}" for b in budgets), "seeds=" + ",".join(map(str, seeds)),
              f"videos={rows[0].videos}"]
     for r in rows:
@@ -240,6 +291,10 @@ def summary_line(rows: Sequence[CellReport], seeds: Sequence[int], budgets: Sequ
         parts += [f"{k}_top1={r.top1:.4f}", f"{k}_vs_dense_plus_n={100 * n.diff:+.4f}",
                   f"{k}_ci=[{100 * n.lower:+.4f},{100 * n.upper:+.4f}]", f"{k}_half_width={100 * n.half_width:.4f}",
                   f"{k}_vs_dense={100 * d.diff:+.4f}", f"{k}_gflops_ratio={r.gflops_ratio:.4f}"]
+    for v in versus_rows:
+        if v.seed == "all":
+            k, c = f"cost{v.budget:g}", v.diff
+            parts += [f"{k}_vs_other={100 * c.diff:+.4f}", f"{k}_vs_other_ci=[{100 * c.lower:+.4f},{100 * c.upper:+.4f}]"]
     return " ".join(parts)
 
 
