@@ -192,5 +192,5 @@ def test_keep_ratio_mode_gets_the_largest_ratio_within_the_budget():
     m.set_operating_point(keep_ratio=r)
     per_clip = torch.cat([clip_gflops(m, b["clip"]) for b in loader])
     assert float(per_clip.mean()) / dense == pytest.approx(cal.chosen.cost_fraction, rel=1e-9)
-    with pytest.raises(CalibrationError, match="keeping no patch token"):
+    with pytest.raises(CalibrationError, match="keeping \\(almost\\) no patch token"):
         calibrate_keep_ratio(m, loader, torch.device("cpu"), 0.01, dense)

@@ -172,9 +172,7 @@ def calibrate_threshold(model: nn.Module, loader, device: torch.device, target: 
     def at(t: float) -> CostPoint:
         p = measure_threshold(model, clips, device, t, dense_gflops, reduce_fn, 0 if tried else fvcore_sample,
                               dtype, normalizer)
-        logger.info("calibration: threshold %.4f -> cost %.3f of dense (fvcore's count, trace-free, %d clips), "
-                    "top-1 %.2f%%, keep %s",
-                    t, p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
+        _log_point(f"threshold {t:.4f}", p)
         tried.append(p)
         return p
 
@@ -243,19 +241,12 @@ def calibrate_group_thresholds(model: nn.Module, loader, device: torch.device, t
         p = measure_threshold(model, clips, device, thresholds(r), dense_gflops, reduce_fn,
                               0 if tried else fvcore_sample, dtype, normalizer)
         p.group_keep = float(r)
-        logger.info("calibration: per-group keep %.4f, thresholds %s -> cost %.3f of dense (fvcore's count, "
-                    "trace-free, %d clips), top-1 %.2f%%, keep %s", r, format_threshold(p.threshold),
-                    p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
+        _log_point(f"per-group keep {r:.4f}, thresholds {format_threshold(p.threshold)}", p)
         tried.append(p)
         return p
 
     tried: List[CostPoint] = []
-    floor = at(0.0)
-    if floor.cost_fraction > target:
-        raise CalibrationError(f"target cost {target:.3f} of dense is below the cost of keeping (almost) no patch "
-                               f"token ({floor.cost_fraction:.3f}: stem, interpreters, head and the CLS token alone)")
-    full = at(1.0)
-    best = full if full.cost_fraction <= target else _bisect(at, 1.0, 0.0, floor, target, steps)
+    best = _largest_within(at, target, steps)
     return Calibration(best.threshold, target, best, tried)
 
 
@@ -321,20 +312,30 @@ def calibrate_keep_ratio(model: nn.Module, loader, device: torch.device, target:
         p = measure_policy(model, clips, device, policy, dense_gflops, reduce_fn, 0 if tried else fvcore_sample,
                            dtype, normalizer)
         p.keep_ratio = [float(r)] * G
-        logger.info("calibration: keep ratio %.4f in every group -> cost %.3f of dense (fvcore's count, trace-free, "
-                    "%d clips), top-1 %.2f%%, keep %s", r, p.cost_fraction, p.clips, p.top1,
-                    "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
+        _log_point(f"keep ratio {r:.4f} in every group", p)
         tried.append(p)
         return p
 
     tried: List[CostPoint] = []
+    best = _largest_within(at, target, steps)
+    return Calibration(best.threshold, target, best, tried)
+
+
+def _largest_within(at: Callable[[float], CostPoint], target: float, steps: int) -> CostPoint:
+    """The point of the largest fraction r in [0, 1] whose cost is within ``target`` (``at(r)`` measures one; cost
+    grows with r): r = 0 and r = 1 first, then ``steps`` halvings between them. Raises :class:`CalibrationError`
+    when even r = 0 is over the budget."""
     floor = at(0.0)
     if floor.cost_fraction > target:
-        raise CalibrationError(f"target cost {target:.3f} of dense is below the cost of keeping no patch token "
-                               f"({floor.cost_fraction:.3f}: stem, interpreters, head and the CLS token alone)")
+        raise CalibrationError(f"target cost {target:.3f} of dense is below the cost of keeping (almost) no patch "
+                               f"token ({floor.cost_fraction:.3f}: stem, interpreters, head and the CLS token alone)")
     full = at(1.0)
-    best = full if full.cost_fraction <= target else _bisect(at, 1.0, 0.0, floor, target, steps)
-    return Calibration(best.threshold, target, best, tried)
+    return full if full.cost_fraction <= target else _bisect(at, 1.0, 0.0, floor, target, steps)
+
+
+def _log_point(what: str, p: CostPoint) -> None:
+    logger.info("calibration: %s -> cost %.3f of dense (fvcore's count, trace-free, %d clips), top-1 %.2f%%, keep %s",
+                what, p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
 
 
 def _describe(policy: PruningPolicy) -> str:
