@@ -167,3 +167,5 @@ def test_keep_ratio_mode_is_calibrated_to_the_budget(data_dir, tmp_path):
     assert rec["cost_fraction"] <= 0.5 and rec["target_cost"] == 0.5
     model = build_test_model(cfg, torch.device("cpu"), final)
     assert model.mode == "keep_ratio" and model.keep_ratio == r
+    with pytest.raises(CheckpointError, match="calibrated in keep_ratio mode"):  # tested in the other mode
+        build_test_model(tiny_cfg(data_dir, out, opts[:-5] + ["threshold"] + opts[-4:]), torch.device("cpu"), final)

@@ -251,11 +251,12 @@ def _rows_from_stage(stage: int):
     return which
 
 
-def calibrated_threshold(checkpoint: str, target: float) -> dict:
-    """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target``.
+def calibrated_threshold(checkpoint: str, target: float, mode: str = "threshold") -> dict:
+    """The calibration record of an IA-RED² checkpoint trained with IARED.TARGET_COST ``target`` in IARED.MODE
+    ``mode`` (a threshold, or the keep ratios of keep_ratio mode).
 
     Raises ``CheckpointError`` when the checkpoint carries none (a dense checkpoint, say) or was calibrated for
-    another budget."""
+    another budget or in the other mode."""
     rec = ckpt_io.read_calibration(checkpoint)
     if rec is None:
         raise ckpt_io.CheckpointError(
@@ -264,6 +265,9 @@ def calibrated_threshold(checkpoint: str, target: float) -> dict:
     if abs(float(rec["target_cost"]) - target) > 1e-9:
         raise ckpt_io.CheckpointError(
             f"IARED.TARGET_COST {target}: {checkpoint} was calibrated for {rec['target_cost']}")
+    calibrated_mode = "keep_ratio" if "keep_ratio" in rec else "threshold"
+    if calibrated_mode != mode:
+        raise ckpt_io.CheckpointError(f"IARED.MODE {mode}: {checkpoint} was calibrated in {calibrated_mode} mode")
     return rec
 
 
@@ -272,7 +276,7 @@ def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str 
     test, predict and explanation tools all evaluate the model at its calibrated operating point)."""
     if not (cfg.IARED.ENABLE and cfg.IARED.TARGET_COST > 0):
         return
-    rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST)
+    rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST, cfg.IARED.MODE)
     # a threshold (one, or a list of one per group), or the keep ratios of keep_ratio mode
     model.set_operating_point(threshold=rec.get("threshold"), keep_ratio=rec.get("keep_ratio"))
     logger.info("%sIA-RED² %s %s from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
