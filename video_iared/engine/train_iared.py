@@ -38,7 +38,7 @@ from video_iared.pruning.calibrate import (CalibrationError, calibrate_group_thr
                                            calibrate_threshold)
 from video_iared.pruning.cost import dense_gflops
 from video_iared.pruning.curriculum import FINETUNE, curriculum_epoch, evaluate_policies, set_stage, stage_policy
-from video_iared.pruning.decisions import PolicyBound, as_threshold, format_threshold
+from video_iared.pruning.decisions import PolicyBound, describe_operating_point
 from video_iared.pruning.distill import DistillationLoss, StudentWithTeacher, dense_teacher
 
 logger = logging.getLogger(__name__)
@@ -216,23 +216,19 @@ def _calibrate(run: _IAREDRun, after: str):
                                f"{e}") from e
     point = cal.record()
     model.set_operating_point(threshold=point.get("threshold"), keep_ratio=point.get("keep_ratio"))
-    logger.info("IA-RED² %s calibrated after the %s: %s for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
-                "val top-1 %.2f%% on %d clips, %d points, %.1f s", _point_name(point), after, _point_value(point),
-                cal.chosen.cost_fraction,
-                ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried), time.perf_counter() - t0)
-    stats.write({"stage": "iared_calibration", "after": after, **cal.record(),
+    logger.info("IA-RED² %s calibrated after the %s for val cost %.3f <= %.3f of dense (%.4f GFLOPs), "
+                "val top-1 %.2f%% on %d clips, %d points, %.1f s", _operating_point(point), after,
+                cal.chosen.cost_fraction, ia.TARGET_COST, dense, cal.chosen.top1, cal.chosen.clips, len(cal.tried),
+                time.perf_counter() - t0)
+    stats.write({"stage": "iared_calibration", "after": after, **point,
                  "tried": [[p.keep_ratio if p.keep_ratio is not None else _plain(p.threshold), p.cost_fraction,
                             p.top1] for p in cal.tried]})
     return cal
 
 
-def _point_name(rec: dict) -> str:
-    return "keep ratio" if "keep_ratio" in rec else "threshold"
-
-
-def _point_value(rec: dict) -> str:
-    """A calibration record's operating point for the log: "0.4524", "[0.4461, 0.8713]" (per group)."""
-    return format_threshold(as_threshold(rec["keep_ratio"] if "keep_ratio" in rec else rec["threshold"]))
+def _operating_point(rec: dict) -> str:
+    """A calibration record's operating point for the log ("threshold 0.4524", "keep ratio [0.7461, 0.7461]")."""
+    return describe_operating_point(rec.get("threshold"), rec.get("keep_ratio"))
 
 
 def _plain(threshold):
@@ -279,8 +275,8 @@ def apply_calibration(cfg: CfgNode, model: nn.Module, checkpoint: str, tag: str 
     rec = calibrated_threshold(checkpoint, cfg.IARED.TARGET_COST, cfg.IARED.MODE)
     # a threshold (one, or a list of one per group), or the keep ratios of keep_ratio mode
     model.set_operating_point(threshold=rec.get("threshold"), keep_ratio=rec.get("keep_ratio"))
-    logger.info("%sIA-RED² %s %s from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
-                "top-1 %.2f%%)", tag, _point_name(rec), _point_value(rec), rec["target_cost"], rec["cost_fraction"],
+    logger.info("%sIA-RED² %s from the checkpoint (calibrated for cost <= %.3f of dense: val cost %.3f, "
+                "top-1 %.2f%%)", tag, _operating_point(rec), rec["target_cost"], rec["cost_fraction"],
                 rec["top1"])
 
 

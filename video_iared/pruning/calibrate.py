@@ -34,7 +34,8 @@ from torch import nn
 
 from video_iared.data.device_normalize import as_normalizer
 from video_iared.pruning.cost import clip_gflops
-from video_iared.pruning.decisions import PolicyBound, PruningPolicy, Threshold, format_threshold
+from video_iared.pruning.decisions import (PolicyBound, PruningPolicy, Threshold, describe_operating_point,
+                                          format_threshold)
 from video_iared.pruning.exact_cost import forward_gflops
 
 logger = logging.getLogger(__name__)
@@ -136,13 +137,13 @@ def measure_policy(model: nn.Module, loader, device: torch.device, policy: Pruni
     if sample:
         both = torch.cat(sample).mean(0)
         logger.info("calibration: %s, GFLOPs per clip on the %d clips traced by fvcore: trace-free "
-                    "%.6f vs fvcore %.6f", _describe(policy), sum(len(s) for s in sample), float(both[0]), float(both[1]))
+                    "%.6f vs fvcore %.6f", describe_operating_point(policy.threshold, _ratios(policy)), sum(len(s) for s in sample), float(both[0]), float(both[1]))
     totals = sums.tolist()
     totals = reduce_fn(totals) if reduce_fn is not None else totals
     n = totals[2]
     if n == 0:
         raise CalibrationError("no clip to calibrate the threshold on (the loader gave no decodable clip)")
-    ratios = list(policy.keep_ratio) if "keep_ratio" in policy.groups else None
+    ratios = _ratios(policy)
     return CostPoint(policy.threshold, totals[0] / n / dense_gflops, 100.0 * totals[1] / n,
                      [v / n for v in totals[3:]], int(n), keep_ratio=ratios)
 
@@ -338,8 +339,6 @@ def _log_point(what: str, p: CostPoint) -> None:
                 what, p.cost_fraction, p.clips, p.top1, "[" + ", ".join(f"{k:.3f}" for k in p.keep_rates) + "]")
 
 
-def _describe(policy: PruningPolicy) -> str:
-    """"threshold 0.4524", "threshold [0.45, 0.87]" or "keep ratio [0.54, 0.54]" (logs)."""
-    if "keep_ratio" in policy.groups:
-        return "keep ratio [" + ", ".join(f"{r:.4f}" for r in policy.keep_ratio) + "]"
-    return "threshold " + format_threshold(policy.threshold)
+def _ratios(policy: PruningPolicy) -> Optional[List[float]]:
+    """The keep ratios of a keep_ratio policy (its operating point), None for a thresholded one."""
+    return list(policy.keep_ratio) if "keep_ratio" in policy.groups else None

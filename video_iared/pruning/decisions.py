@@ -25,8 +25,6 @@ def as_threshold(value) -> Threshold:
     """``value`` as a policy threshold: a float, or a tuple of floats (one per group) for a sequence."""
     if isinstance(value, (list, tuple)):
         return tuple(float(v) for v in value)
-    if isinstance(value, torch.Tensor) and value.dim() > 0:
-        return tuple(float(v) for v in value.tolist())
     return float(value)
 
 
@@ -35,6 +33,14 @@ def format_threshold(value: Threshold) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(f"{v:.4f}" for v in value) + "]"
     return f"{value:.4f}"
+
+
+def describe_operating_point(threshold: Threshold, keep_ratio: Optional[Sequence[float]] = None) -> str:
+    """"threshold 0.4524", "threshold [0.45, 0.87]", or "keep ratio [0.5439, 0.5439]" when ``keep_ratio`` is given
+    (logs: a calibration, a checkpoint's operating point)."""
+    if keep_ratio is not None:
+        return "keep ratio " + format_threshold(as_threshold(keep_ratio))
+    return "threshold " + format_threshold(as_threshold(threshold))
 
 
 @dataclass(frozen=True)
